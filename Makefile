@@ -1,0 +1,38 @@
+# Two commands on a fresh machine:
+#   make demo   # creates .venv, trains the default config on the bundled digits, samples a grid
+#   make test   # creates .venv, runs the test suite (the slow tests: make test-slow)
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+DEMO_CONFIG ?= configs/vp/digits_ddpmpp_continuous.py
+DEMO_WORKDIR ?= runs/demo
+
+.PHONY: venv demo test test-slow bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+demo: venv
+	$(PY) main.py --config $(DEMO_CONFIG) --workdir $(DEMO_WORKDIR) --mode train
+	$(PY) main.py --config $(DEMO_CONFIG) --workdir $(DEMO_WORKDIR) --mode sample
+	@echo
+	@echo "Checkpoints:  $(DEMO_WORKDIR)/checkpoints"
+	@echo "TensorBoard:  $(VENV)/bin/tensorboard --logdir $(DEMO_WORKDIR)/tensorboard (pip install tensorboard)"
+	@echo "Samples:      $$(ls $(DEMO_WORKDIR)/samples/*.png | tr '\n' ' ')"
+
+test: venv
+	$(PY) -m pytest -q -m "not slow" tests
+
+test-slow: venv
+	$(PY) -m pytest -q -m slow tests
+
+bench: venv
+	$(PY) benchmarks/train_step.py --config $(DEMO_CONFIG) --out benchmarks/results/train_step_digits.json
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,101 @@
+"""Orbax checkpoints under `workdir/checkpoints`.
+
+A checkpoint holds the whole TrainState: params, EMA params, optimizer state,
+step and the base RNG key. The data position needs no separate entry: batch k
+is a pure function of (seed, k) in `datasets.py`, so the step is the data state.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
+
+from errors import CheckpointError
+
+
+def checkpoint_dir(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), 'checkpoints')
+
+
+class Checkpointer:
+  """A thin wrapper over `ocp.CheckpointManager` that speaks our error types.
+
+  Args:
+    workdir: the run's directory; checkpoints go to workdir/checkpoints.
+    max_to_keep: rolling (preemption) checkpoints kept.
+    keep_period: steps that are multiples of this are kept for good.
+    create: make the directory (False for read-only modes such as sampling).
+  """
+
+  def __init__(self, workdir: str, *, max_to_keep: int = 3, keep_period: int | None = None,
+               create: bool = True):
+    self.directory = checkpoint_dir(workdir)
+    if not create and not os.path.isdir(self.directory):
+      raise CheckpointError(f'no checkpoint in {self.directory}; train first with '
+                            f'--mode train --workdir {workdir}')
+    try:
+      self.manager = ocp.CheckpointManager(
+          self.directory,
+          options=ocp.CheckpointManagerOptions(
+              max_to_keep=max_to_keep, keep_period=keep_period, create=create,
+              cleanup_tmp_directories=create))
+    except PermissionError as e:
+      raise CheckpointError(f'cannot write checkpoints to {self.directory}: {e.strerror}; '
+                            'choose a writable --workdir') from None
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return sorted(self.manager.all_steps())
+
+  def save(self, step: int, state: Any, force: bool = False) -> None:
+    self.manager.save(step, args=ocp.args.StandardSave(state), force=force)
+
+  def wait(self) -> None:
+    self.manager.wait_until_finished()
+
+  def restore(self, abstract_state: Any, step: int | None = None) -> Any:
+    """Restores `step` (default: the newest readable one) into `abstract_state`'s structure.
+
+    An unreadable newest checkpoint (killed mid-write, corrupted) is skipped with a
+    warning in favour of the previous one. A shape mismatch with the config is a
+    CheckpointError: it means the config changed, and silently training from
+    scratch would overwrite the user's run.
+    """
+    steps = [step] if step is not None else self.all_steps()[::-1]
+    if not steps:
+      raise CheckpointError(f'no checkpoint in {self.directory}; train first with --mode train')
+    last_error = None
+    for s in steps:
+      try:
+        return self.manager.restore(s, args=ocp.args.StandardRestore(abstract_state))
+      except FileNotFoundError as e:
+        last_error = e
+      except ValueError as e:
+        if 'shape' in str(e).lower():
+          raise CheckpointError(
+              f'checkpoint {self.directory}/{s} does not match the config ({_first_line(e)}); '
+              'use the config it was trained with or a fresh --workdir') from None
+        last_error = e
+      except Exception as e:  # pylint: disable=broad-except  (corrupt files raise many types)
+        last_error = e
+      logging.warning('Skipping unreadable checkpoint %s/%s: %s', self.directory, s,
+                      _first_line(last_error))
+    raise CheckpointError(f'no readable checkpoint in {self.directory}: {_first_line(last_error)}')
+
+  def close(self) -> None:
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+
+def _first_line(e: BaseException | None) -> str:
+  return str(e).strip().splitlines()[0] if e and str(e).strip() else type(e).__name__
+
+
+def abstract_like(tree: Any, sharding) -> Any:
+  """ShapeDtypeStructs with `sharding`, to restore straight into device layout."""
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)

@@ -1,0 +1,106 @@
+"""Every config field, with score_sde's names. Family files change a few.
+
+Fields keep the names of yang-song/score_sde so that existing overrides such as
+`--config.training.batch_size=64` carry over.
+"""
+import ml_collections
+
+
+def get_default_configs() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.name = ''                    # filled by main.py from --config's path
+  config.seed = 42
+
+  config.training = training = ml_collections.ConfigDict()
+  training.sde = 'vpsde'              # vesde | vpsde | subvpsde
+  training.continuous = True
+  training.batch_size = 128           # global, over all devices and hosts
+  training.n_iters = 1300001
+  training.n_jitted_steps = 1         # train steps fused into one jitted call
+  training.log_freq = 50
+  training.eval_freq = 100
+  training.snapshot_freq = 50000      # permanent checkpoint + sample grid
+  training.snapshot_freq_for_preemption = 10000  # rolling checkpoint
+  training.snapshot_sampling = True
+  training.likelihood_weighting = False
+  training.reduce_mean = False
+  training.eps = 1e-5                 # t ~ U(eps, T) in the continuous loss
+  training.max_to_keep = 3
+
+  config.sampling = sampling = ml_collections.ConfigDict()
+  sampling.method = 'pc'
+  sampling.predictor = 'euler_maruyama'
+  sampling.corrector = 'none'
+  sampling.n_steps_each = 1
+  sampling.noise_removal = True
+  sampling.probability_flow = False
+  sampling.snr = 0.16
+  sampling.eps = 1e-3                 # 1e-3 for VP/sub-VP, 1e-5 for VE
+  sampling.batch_size = 64
+  sampling.num_steps = 0              # 0 means use model.num_scales
+
+  config.eval = evaluate = ml_collections.ConfigDict()
+  evaluate.begin_ckpt = 1
+  evaluate.end_ckpt = 26
+  evaluate.batch_size = 512
+  evaluate.enable_sampling = False
+  evaluate.num_samples = 50000
+  evaluate.enable_loss = True
+  evaluate.enable_bpd = False
+  evaluate.bpd_dataset = 'test'
+  evaluate.eps = 1e-5
+
+  config.data = data = ml_collections.ConfigDict()
+  data.dataset = 'digits'
+  data.image_size = 8
+  data.num_channels = 1
+  data.random_flip = False
+  data.centered = False
+  data.uniform_dequantization = False
+  data.data_dir = ''                  # TFDS data_dir; '' means TFDS's default
+  data.dim = 2                        # data dimension for the 2-D toys
+  data.num_train = 0                  # toys: size of the fixed train set, 0 = fresh draws
+
+  config.model = model = ml_collections.ConfigDict()
+  model.name = 'ncsnpp'
+  model.sigma_min = 0.01
+  model.sigma_max = 50.
+  model.num_scales = 1000
+  model.beta_min = 0.1
+  model.beta_max = 20.
+  model.dropout = 0.1
+  model.embedding_type = 'positional'  # positional | fourier
+  model.fourier_scale = 16.
+  model.scale_by_sigma = False
+  model.ema_rate = 0.9999
+  model.ema_warmup = True              # decay min(ema_rate, (1+n)/(10+n)), as TF's EMA(num_updates)
+  model.normalization = 'GroupNorm'
+  model.nonlinearity = 'swish'
+  model.nf = 128
+  model.ch_mult = (1, 2, 2, 2)
+  model.num_res_blocks = 2
+  model.attn_resolutions = (16,)
+  model.resamp_with_conv = True
+  model.conditional = True
+  model.fir = False
+  model.fir_kernel = (1, 3, 3, 1)
+  model.skip_rescale = True
+  model.resblock_type = 'biggan'
+  model.progressive = 'none'
+  model.progressive_input = 'none'
+  model.progressive_combine = 'sum'
+  model.attention_type = 'ddpm'
+  model.init_scale = 0.
+  model.conv_size = 3
+  model.hidden_dims = (256, 256, 256)  # mlp only
+
+  config.optim = optim = ml_collections.ConfigDict()
+  optim.optimizer = 'Adam'
+  optim.lr = 2e-4
+  optim.beta1 = 0.9
+  optim.eps = 1e-8
+  optim.weight_decay = 0.
+  optim.warmup = 5000
+  optim.grad_clip = 1.
+
+  return config

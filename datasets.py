@@ -1,0 +1,528 @@
+"""Datasets as pure functions of the step: digits, 2-D toys and TFDS images.
+
+`get_dataset(config, split)` returns a `Dataset` whose `batch(step, batch_size)`
+is a deterministic function of (config.seed, split, step, batch_size). The whole
+data state of a run is therefore its step: a resumed run sees the same data,
+and each process reads only its own slice of the global batch.
+
+The stream has grain's `shuffle(seed).repeat()` semantics: global position g
+holds example perm_e[g mod n] of epoch e = g // n, each epoch with its own
+seeded permutation, so a batch may cross an epoch boundary. It is written in
+numpy rather than with grain.MapDataset because grain's per-element Python path
+(index_shuffle, per-element RNG reset, metrics) measured ~70 us per example:
+~9 ms per 128-batch of 8x8 digits, as long as a small model's train step. The
+vectorised index arithmetic below takes ~0.1 ms.
+
+Values are in model space: images in [0, 1], or [-1, 1] if data.centered; toys
+as generated. TFDS datasets are read without TensorFlow from local array_record
+files; nothing here touches the network (see `_prepared_dir`).
+"""
+import dataclasses
+import functools
+import json
+import math
+import os
+import re
+from typing import Callable, Iterator
+import zlib
+
+import jax
+import ml_collections
+import numpy as np
+from PIL import Image
+
+from errors import ConfigError, DataError, lookup
+
+SPLITS = ('train', 'test')
+TOY_HELDOUT_SIZE = 10_000     # fixed evaluation set of every toy split
+DIGITS_NUM_TRAIN = 1500       # of sklearn's 1797 digits; the other 297 are test
+_DIGITS_SPLIT_SEED = 0        # fixed, independent of config.seed
+
+# --------------------------------------------------------------------------
+# 2-D toys. The FFJORD ones (rtqichen/ffjord lib/toy_data.py) are rewritten on
+# np.random.Generator and multiplied by _FFJORD_SCALE, so that they lie roughly
+# in [-2, 2]^2 instead of [-4, 4]^2.
+_FFJORD_SCALE = 0.5
+EIGHT_GAUSSIANS_RADIUS = _FFJORD_SCALE * 4. / 1.414   # ~1.414
+EIGHT_GAUSSIANS_STD = _FFJORD_SCALE * 0.5 / 1.414     # ~0.177
+_EIGHT_DIRECTIONS = np.stack(
+    [np.cos(np.arange(8) * np.pi / 4), np.sin(np.arange(8) * np.pi / 4)], 1)
+
+
+def sample_checkerboard(rng: np.random.Generator, n: int) -> np.ndarray:
+  """Uniform on the 8 squares of side 0.5 in [-1, 1]^2 where floor(2x) + floor(2y)
+  is even."""
+  x1 = rng.uniform(-2., 2., n)
+  x2 = rng.uniform(0., 1., n) - 2. * rng.integers(0, 2, n) + np.floor(x1) % 2
+  return _FFJORD_SCALE * np.stack([x1, x2], 1)
+
+
+def sample_8gaussians(rng: np.random.Generator, n: int) -> np.ndarray:
+  """8 equal Gaussians: means at radius EIGHT_GAUSSIANS_RADIUS, angles k pi / 4,
+  std EIGHT_GAUSSIANS_STD."""
+  centres = 4. * _EIGHT_DIRECTIONS[rng.integers(0, 8, n)]
+  return _FFJORD_SCALE * (centres + 0.5 * rng.standard_normal((n, 2))) / 1.414
+
+
+def sample_swissroll(rng: np.random.Generator, n: int) -> np.ndarray:
+  """sklearn's swiss roll (x, z) with noise 1, / 5 as FFJORD, x 0.5: in ~[-1.5, 1.5]^2.
+
+  t ~ U[1.5 pi, 4.5 pi], x = (t cos t, t sin t) + N(0, I), returned as x / 10.
+  """
+  t = 1.5 * np.pi * (1. + 2. * rng.uniform(size=n))
+  x = np.stack([t * np.cos(t), t * np.sin(t)], 1) + rng.standard_normal((n, 2))
+  return _FFJORD_SCALE * x / 5.
+
+
+def sample_moons(rng: np.random.Generator, n: int) -> np.ndarray:
+  """sklearn's two moons (noise 0.1), * 2 + (-1, -0.2) as FFJORD, x 0.5:
+  in ~[-1.5, 1.5]^2."""
+  t = rng.uniform(0., np.pi, n)
+  upper = (rng.random(n) < 0.5)[:, None]
+  x = np.where(upper, np.stack([np.cos(t), np.sin(t)], 1),
+               np.stack([1. - np.cos(t), 0.5 - np.sin(t)], 1))
+  x = x + 0.1 * rng.standard_normal((n, 2))
+  return _FFJORD_SCALE * (2. * x + np.array([-1., -0.2]))
+
+
+def sample_circles(rng: np.random.Generator, n: int) -> np.ndarray:
+  """Two equally likely circles of radius 1.5 and 0.75, isotropic noise std 0.12.
+
+  sklearn's make_circles(factor=0.5, noise=0.08) * 3 as FFJORD, x 0.5; angles
+  are drawn uniformly rather than on sklearn's grid.
+  """
+  radius = np.where(rng.random(n) < 0.5, 1., 0.5)
+  angle = rng.uniform(0., 2. * np.pi, n)
+  x = radius[:, None] * np.stack([np.cos(angle), np.sin(angle)], 1)
+  return _FFJORD_SCALE * 3. * (x + 0.08 * rng.standard_normal((n, 2)))
+
+
+def sample_pinwheel(rng: np.random.Generator, n: int) -> np.ndarray:
+  """FFJORD's 5-arm pinwheel (its x2 cancels our x 0.5): in ~[-2, 2]^2.
+
+  A point (r, s) ~ N((1, 0), diag(0.3^2, 0.1^2)) is rotated by -(2 pi k / 5 +
+  0.25 exp(r)) for an arm k drawn uniformly (FFJORD uses n // 5 points per arm).
+  """
+  arm = rng.integers(0, 5, n)
+  f = rng.standard_normal((n, 2)) * np.array([0.3, 0.1]) + np.array([1., 0.])
+  a = 2. * np.pi * arm / 5 + 0.25 * np.exp(f[:, 0])
+  c, s = np.cos(a), np.sin(a)
+  return 2. * _FFJORD_SCALE * np.stack(
+      [f[:, 0] * c + f[:, 1] * s, -f[:, 0] * s + f[:, 1] * c], 1)
+
+
+def sample_scurve(rng: np.random.Generator, n: int) -> np.ndarray:
+  """sklearn's S curve, columns (x, z), noise 0.1 (as DSB, unscaled): in [-1, 1] x [-2, 2].
+
+  t ~ U[-1.5 pi, 1.5 pi], x = (sin t, sign(t) (cos t - 1)) + 0.1 N(0, I).
+  """
+  t = 3. * np.pi * (rng.uniform(size=n) - 0.5)
+  x = np.stack([np.sin(t), np.sign(t) * (np.cos(t) - 1.)], 1)
+  return x + 0.1 * rng.standard_normal((n, 2))
+
+
+def toy_gmm_params(dim: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """The known Gaussian mixture of the `gmm` toy: 4 isotropic components.
+
+  Component k has mean 1.5 * (+-e_{k mod dim}) (sign - when (k // dim) is odd,
+  so in 2-D the means are (1.5, 0), (0, 1.5), (-1.5, 0), (0, -1.5)).
+
+  Args:
+    dim: data dimension D.
+
+  Returns:
+    weights [4] = (0.1, 0.2, 0.3, 0.4), means [4, D], stds [4] = (0.2, 0.3, 0.4, 0.5).
+  """
+  weights = np.array([0.1, 0.2, 0.3, 0.4])
+  means = np.zeros((4, dim))
+  for k in range(4):
+    means[k, k % dim] = 1.5 * (-1. if (k // dim) % 2 else 1.)
+  return weights, means, np.array([0.2, 0.3, 0.4, 0.5])
+
+
+def sample_gmm(rng: np.random.Generator, n: int, dim: int = 2) -> np.ndarray:
+  """Draws [n, dim] points from the mixture `toy_gmm_params(dim)`."""
+  weights, means, stds = toy_gmm_params(dim)
+  k = rng.choice(len(weights), size=n, p=weights)
+  return means[k] + stds[k, None] * rng.standard_normal((n, dim))
+
+
+TOYS = {
+    'checkerboard': sample_checkerboard,
+    '8gaussians': sample_8gaussians,
+    'swissroll': sample_swissroll,
+    'moons': sample_moons,
+    'circles': sample_circles,
+    'pinwheel': sample_pinwheel,
+    'scurve': sample_scurve,
+    'gmm': sample_gmm,   # 2-D here; get_dataset passes data.dim
+}
+
+# --------------------------------------------------------------------------
+# Image preprocessing (score_sde's, on float32 [H, W, C] in [0, 1]).
+
+
+def _resize(x: np.ndarray, h: int, w: int) -> np.ndarray:
+  """Bilinear resize of [H, W, C] to [h, w, C]; antialiased when shrinking.
+
+  PIL's bilinear filter widens with the shrink factor, like tf.image.resize
+  with antialias=True that score_sde uses. Its weights are convex, so values
+  stay in [0, 1]; the clip only removes float rounding.
+  """
+  if x.shape[:2] == (h, w):
+    return x
+  channels = [np.asarray(Image.fromarray(np.ascontiguousarray(x[..., c]))
+                         .resize((w, h), Image.BILINEAR))
+              for c in range(x.shape[-1])]
+  return np.clip(np.stack(channels, -1), 0., 1.)
+
+
+def _central_crop(x: np.ndarray, size: int) -> np.ndarray:
+  top, left = (x.shape[0] - size) // 2, (x.shape[1] - size) // 2
+  return x[top:top + size, left:left + size]
+
+
+def _resize_small(x: np.ndarray, size: int) -> np.ndarray:
+  """Resizes so that the shorter side is `size` (score_sde's resize_small)."""
+  ratio = size / min(x.shape[:2])
+  return _resize(x, round(x.shape[0] * ratio), round(x.shape[1] * ratio))
+
+
+@dataclasses.dataclass(frozen=True)
+class _TfdsSpec:
+  channels: int
+  test_split: str     # the TFDS split that our 'test' reads
+  # ([H, W, C], size) -> [size, size, C]
+  preprocess: Callable[[np.ndarray, int], np.ndarray]
+
+
+def _square(x, size):
+  return _resize(x, size, size)
+
+
+def _celeba(x, size):   # score_sde: central crop 140 (of 218 x 178), then resize
+  return _square(_central_crop(x, 140), size)
+
+
+def _lsun(x, size):     # score_sde: shorter side to size, then centre crop
+  return _central_crop(_resize_small(x, size), size)
+
+
+# score_sde evaluates CelebA and LSUN on their 'validation' splits.
+TFDS_DATASETS = {
+    'mnist': _TfdsSpec(1, 'test', _square),
+    'cifar10': _TfdsSpec(3, 'test', _square),
+    'svhn_cropped': _TfdsSpec(3, 'test', _square),
+    'celeb_a': _TfdsSpec(3, 'validation', _celeba),
+    'lsun/<category>': _TfdsSpec(3, 'validation', _lsun),
+}
+_KINDS = {'digits': 'digits', **{n: 'toy' for n in TOYS},
+          **{n: 'tfds' for n in TFDS_DATASETS}}
+
+
+def _prepared_dir(name: str, data_dir: str) -> str:
+  """The local folder of a prepared array_record TFDS dataset, or DataError.
+
+  Only the local file system is looked at. tfds.load / tfds.builder(name) would
+  first look for the dataset on GCS, which offline retries for minutes; reading
+  the folder found here with tfds.builder_from_directory needs no network.
+  """
+  root = os.path.join(data_dir, name)
+  versions = []
+  if os.path.isdir(root):
+    versions = [v for v in os.listdir(root) if re.fullmatch(r'\d+\.\d+\.\d+', v)
+                and os.path.isfile(os.path.join(root, v, 'dataset_info.json'))]
+  if not versions:
+    bundled = ', '.join(['digits', *TOYS])
+    raise DataError(
+        f'TFDS dataset {name!r} is not prepared in data_dir {data_dir!r} (no '
+        f'{root}/<version>/dataset_info.json) and is never downloaded here; on a '
+        f'machine with internet run `tfds build {name} --data_dir {data_dir} '
+        f'--file_format=array_record` and copy the folder over, or use a bundled '
+        f'dataset: {bundled}')
+  latest = max(versions, key=lambda v: tuple(map(int, v.split('.'))))
+  path = os.path.join(root, latest)
+  with open(os.path.join(path, 'dataset_info.json')) as f:
+    file_format = json.load(f).get('fileFormat', 'tfrecord')   # absent = tfrecord
+  if file_format != 'array_record':
+    raise DataError(
+        f'TFDS dataset {name!r} in {path} is stored as {file_format}, which needs '
+        f'TensorFlow to read; rebuild it with `tfds build {name} --data_dir '
+        f'{data_dir} --file_format=array_record`')
+  return path
+
+
+class _TfdsExamples:
+  """A TFDS split read by index: `examples[idx]` -> float32 [k, size, size, C] in [0, 1]."""
+
+  def __init__(self, name: str, spec: _TfdsSpec, split: str, size: int,
+               data_dir: str):
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    data_dir = os.path.expanduser(
+        data_dir or tfds.core.constants.get_default_data_dir())
+    builder = tfds.builder_from_directory(_prepared_dir(name, data_dir))
+    tfds_split = spec.test_split if split == 'test' else 'train'
+    if tfds_split not in builder.info.splits:
+      raise DataError(f'TFDS dataset {name!r} has no split {tfds_split!r}; it '
+                      f'has {", ".join(builder.info.splits)}')
+    self._source = builder.as_data_source(split=tfds_split)
+    self._preprocess = functools.partial(spec.preprocess, size=size)
+
+  def __len__(self) -> int:
+    return len(self._source)
+
+  def __getitem__(self, idx: np.ndarray) -> np.ndarray:
+    examples = self._source.__getitems__([int(i) for i in idx])
+    return np.stack([self._preprocess(ex['image'].astype(np.float32) / 255.)
+                     for ex in examples]).astype(np.float32)
+
+
+def _digits_images(split: str, size: int) -> np.ndarray:
+  """sklearn's 8x8 digits as float32 [N, size, size, 1], values v / 16.
+
+  The split is fixed: a permutation drawn with seed 0 puts its first 1500
+  digits in 'train' and the other 297 in 'test', whatever config.seed is.
+  """
+  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+  images = load_digits().images.astype(np.float32) / 16.
+  perm = np.random.default_rng(_DIGITS_SPLIT_SEED).permutation(len(images))
+  idx = perm[:DIGITS_NUM_TRAIN] if split == 'train' else perm[DIGITS_NUM_TRAIN:]
+  return np.stack([_resize(im[:, :, None], size, size) for im in images[idx]])
+
+
+# --------------------------------------------------------------------------
+# Scalers, augmentation, seeds.
+
+
+def _is_image(config: ml_collections.ConfigDict) -> bool:
+  return config.data.dataset not in TOYS
+
+
+def get_data_scaler(config: ml_collections.ConfigDict) -> Callable:
+  """Maps images in [0, 1] to model space ([-1, 1] if data.centered); toys: identity."""
+  if _is_image(config) and config.data.centered:
+    return lambda x: x * 2. - 1.
+  return lambda x: x
+
+
+def get_data_inverse_scaler(config: ml_collections.ConfigDict) -> Callable:
+  """Inverse of `get_data_scaler`: model space back to [0, 1] for images."""
+  if _is_image(config) and config.data.centered:
+    return lambda x: (x + 1.) / 2.
+  return lambda x: x
+
+
+def _dequantize(x: np.ndarray, u: np.ndarray, levels: int) -> np.ndarray:
+  """Uniform dequantization of x = v / (levels - 1) to (v + u) / levels.
+
+  With u ~ U[0, 1) this is score_sde's (255 x + u) / 256 for 8-bit data
+  (levels = 256). Digits have levels = 17: v / 16 -> (v + u) / 17, so
+  E[(v + u) / 17] = (v + 1/2) / 17.
+  """
+  return (x * (levels - 1) + u) / levels
+
+
+def _seed(config_seed: int, *tags: str) -> int:
+  """A 32-bit seed from the config seed and string tags (crc32: stable, unlike hash)."""
+  words = [int(config_seed) & 0xFFFFFFFF] + [zlib.crc32(t.encode()) for t in tags]
+  return int(np.random.SeedSequence(words).generate_state(1)[0])
+
+
+# --------------------------------------------------------------------------
+# The Dataset.
+
+
+class Dataset:
+  """One split of a dataset, read as a pure function of the step.
+
+  Attributes:
+    data_shape: per-example shape, (H, W, C) for images, (D,) for toys.
+    num_examples: size of the split; None for an infinite toy stream.
+    is_image: whether examples are images.
+  """
+
+  def __init__(self, *, data_shape: tuple, examples, heldout, draw=None,
+               flip: bool = False, levels: int = 0, scaler=None, seeds: dict,
+               process_index: int, process_count: int):
+    """Private; use `get_dataset`.
+
+    Args:
+      examples: the finite split, indexable by an int array -> [k, *data_shape]
+        (an np.ndarray or _TfdsExamples), or None for an infinite stream.
+      heldout: what `iterate` reads (examples, or a fixed toy set).
+      draw: (step, n) -> [n, *data_shape] for an infinite toy stream.
+      flip: random horizontal flips in `batch`.
+      levels: quantization levels to dequantize with; 0 for none.
+      scaler: [0, 1] -> model space for images; None for toys.
+      seeds: 32-bit seeds 'shuffle', 'augment', 'eval'.
+    """
+    self.data_shape = tuple(data_shape)
+    self.is_image = scaler is not None
+    self.num_examples = None if examples is None else len(examples)
+    self._examples, self._heldout, self._draw = examples, heldout, draw
+    self._flip, self._levels, self._scaler = flip, levels, scaler
+    self._seeds = seeds
+    self._process_index, self._process_count = process_index, process_count
+    # A memo, not data state; lru_cache is thread-safe for prefetch threads.
+    self._permutation = functools.lru_cache(maxsize=2)(self._new_permutation)
+
+  def _local_size(self, batch_size: int, field: str) -> int:
+    if batch_size <= 0 or batch_size % self._process_count:
+      raise ConfigError(f'{field}={batch_size} must be a positive multiple of '
+                        f'the process count {self._process_count}')
+    return batch_size // self._process_count
+
+  def _new_permutation(self, epoch: int) -> np.ndarray:
+    rng = np.random.default_rng([self._seeds['shuffle'], epoch])
+    return rng.permutation(self.num_examples)
+
+  def _stream_indices(self, positions: np.ndarray) -> np.ndarray:
+    """Example index at each global stream position: perm_e[g mod n], e = g // n."""
+    epochs, offsets = np.divmod(positions, self.num_examples)
+    out = np.empty_like(positions)
+    for epoch in np.unique(epochs):
+      sel = epochs == epoch
+      out[sel] = self._permutation(int(epoch))[offsets[sel]]
+    return out
+
+  def batch(self, step: int, batch_size: int) -> np.ndarray:
+    """This process's slice of global batch number `step`.
+
+    Args:
+      step: global batch index; the data state of a run.
+      batch_size: global batch size B over all processes.
+
+    Returns:
+      float32 [B // P, *data_shape]: rows [p * b, (p + 1) * b) of the global
+      batch for process p of P, b = B // P.
+    """
+    b = self._local_size(batch_size, 'training.batch_size')
+    rows = slice(self._process_index * b, (self._process_index + 1) * b)
+    if self._draw is not None:
+      # Every process draws the whole global batch (cheap in 2-D) from the same
+      # step seed and keeps its rows, so the batch ignores the process count.
+      return self._draw(step, batch_size)[rows].astype(np.float32)
+    positions = np.arange(step * batch_size, (step + 1) * batch_size)[rows]
+    x = self._examples[self._stream_indices(positions)]
+    if not self.is_image:
+      return x.astype(np.float32)
+    # Flips and noise are drawn for the whole global batch from a step seed and
+    # sliced, so they too ignore the process count. It costs each process B
+    # noise images, small next to a train step at any image size.
+    rng = np.random.default_rng([self._seeds['augment'], step])
+    if self._flip:
+      flip = (rng.random(batch_size) < 0.5)[rows]
+      x = np.where(flip[:, None, None, None], x[:, :, ::-1], x)
+    if self._levels:
+      u = rng.random((batch_size, *self.data_shape), np.float32)[rows]
+      x = _dequantize(x, u, self._levels)
+    return self._scaler(x).astype(np.float32)
+
+  def iterate(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """One pass, in fixed order, over this process's shard of the split.
+
+    Process p of P gets examples p, p + P, p + 2P, ... Every process yields
+    the same number of batches (collectives need that), padded with zeros.
+    Images are dequantized (if configured) with noise seeded by the example's
+    index, so results do not depend on P, and never flipped. An infinite toy
+    stream yields a fixed set of TOY_HELDOUT_SIZE draws instead.
+
+    Args:
+      batch_size: global batch size B over all processes.
+
+    Yields:
+      (x float32 [B // P, *data_shape], mask bool [B // P]); mask marks real
+      examples.
+    """
+    b = self._local_size(batch_size, 'eval.batch_size')
+    n = len(self._heldout)
+    mine = np.arange(self._process_index, n, self._process_count)
+    for k in range(math.ceil(math.ceil(n / self._process_count) / b)):
+      idx = mine[k * b:(k + 1) * b]
+      x = np.zeros((b, *self.data_shape), np.float32)
+      if len(idx):
+        real = self._heldout[idx]
+        if self.is_image and self._levels:
+          u = np.stack([np.random.default_rng([self._seeds['eval'], i])
+                        .random(self.data_shape, np.float32) for i in idx])
+          real = _dequantize(real, u, self._levels)
+        x[:len(idx)] = self._scaler(real) if self.is_image else real
+      yield x, np.arange(b) < len(idx)
+
+
+def _toy_dataset(config, name, split, **kw) -> Dataset:
+  dim = config.data.dim
+  if name == 'gmm':
+    sampler = functools.partial(sample_gmm, dim=dim)
+  elif dim != 2:
+    raise ConfigError(f'data.dim={dim} but the toy {name!r} is 2-D; only gmm '
+                      'takes another dim')
+  else:
+    sampler = TOYS[name]
+
+  def fixed(n, tag):
+    rng = np.random.default_rng(_seed(config.seed, name, split, tag))
+    return sampler(rng, n).astype(np.float32)
+
+  examples, draw = None, None
+  if split == 'test':
+    examples = fixed(TOY_HELDOUT_SIZE, 'fixed')
+  elif config.data.num_train > 0:
+    examples = fixed(config.data.num_train, 'fixed')
+  else:
+    stream_seed = _seed(config.seed, name, split, 'stream')
+    draw = lambda step, n: sampler(np.random.default_rng([stream_seed, step]), n)
+  heldout = examples if examples is not None else fixed(TOY_HELDOUT_SIZE, 'heldout')
+  return Dataset(data_shape=(dim,), examples=examples, heldout=heldout,
+                 draw=draw, **kw)
+
+
+def get_dataset(config: ml_collections.ConfigDict, split: str = 'train', *,
+                process_index: int | None = None,
+                process_count: int | None = None) -> Dataset:
+  """Builds one split of config.data.dataset.
+
+  Args:
+    config: the experiment config (data.*, seed).
+    split: 'train' or 'test'.
+    process_index: this process; defaults to jax.process_index().
+    process_count: number of processes; defaults to jax.process_count().
+
+  Returns:
+    The Dataset; see its `batch` and `iterate`.
+
+  Raises:
+    ConfigError: unknown dataset or split, or a field that does not fit it.
+    DataError: a TFDS dataset that is not prepared locally as array_record.
+  """
+  if split not in SPLITS:
+    raise ConfigError(f'split={split!r} is unknown; valid: {", ".join(SPLITS)}')
+  process_index = jax.process_index() if process_index is None else process_index
+  process_count = jax.process_count() if process_count is None else process_count
+  if not 0 <= process_index < process_count:
+    raise ConfigError(f'process_index={process_index} is not in [0, {process_count})')
+  name = config.data.dataset
+  key = 'lsun/<category>' if name.startswith('lsun/') else name
+  kind = lookup(_KINDS, key, 'data.dataset')
+  seeds = {tag: _seed(config.seed, name, split, tag)
+           for tag in ('shuffle', 'augment', 'eval')}
+  kw = dict(seeds=seeds, process_index=process_index, process_count=process_count)
+  if kind == 'toy':
+    return _toy_dataset(config, name, split, **kw)
+
+  size, channels = config.data.image_size, config.data.num_channels
+  want, levels = (1, 17) if kind == 'digits' else (TFDS_DATASETS[key].channels, 256)
+  if size <= 0:
+    raise ConfigError(f'data.image_size={size} must be positive')
+  if channels != want:
+    raise ConfigError(f'data.num_channels={channels} but {name!r} has {want}')
+  if kind == 'digits':
+    examples = _digits_images(split, size)
+  else:
+    examples = _TfdsExamples(name, TFDS_DATASETS[key], split, size,
+                             config.data.data_dir)
+  return Dataset(
+      data_shape=(size, size, channels), examples=examples, heldout=examples,
+      flip=config.data.random_flip and split == 'train',
+      levels=levels if config.data.uniform_dequantization else 0,
+      scaler=get_data_scaler(config), **kw)

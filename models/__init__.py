@@ -1,0 +1,22 @@
+"""Score networks, registered by name in the plain dict `MODELS`.
+
+A network is a bare function of (x, noise label): `module(x, labels, train)`
+returns an array shaped like `x`. How that output becomes a score lives in one
+place only, `models.utils.get_score_fn`.
+"""
+import flax.linen as nn
+import ml_collections
+
+from errors import lookup
+from models import mlp, ncsnpp
+
+MODELS = {
+    'ncsnpp': ncsnpp.NCSNpp,
+    'mlp': mlp.ScoreMLP,
+}
+
+
+def create_model(config: ml_collections.ConfigDict) -> nn.Module:
+  """Builds the network named by `config.model.name` (ConfigError if unknown)."""
+  cls = lookup(MODELS, config.model.name, 'model.name')
+  return cls.from_config(config)

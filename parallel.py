@@ -1,0 +1,53 @@
+"""The one mesh: every device of every process on a single 'data' axis.
+
+Batches are sharded P('data'); params, EMA and optimizer state are replicated
+P(). The same code runs on 1 CPU, 8 TPU cores or many hosts.
+"""
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from errors import ConfigError
+
+
+def make_mesh() -> Mesh:
+  """A 1-D mesh over all global devices, axis name 'data'."""
+  return Mesh(np.asarray(jax.devices()), ('data',))
+
+
+def data_sharding(mesh: Mesh) -> NamedSharding:
+  """Leading (batch) axis split over 'data'."""
+  return NamedSharding(mesh, P('data'))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def check_batch_size(batch_size: int, field: str) -> None:
+  """The global batch must split evenly over devices (and hence processes)."""
+  n = jax.device_count()
+  if batch_size % n:
+    raise ConfigError(f'{field}={batch_size} is not divisible by the device count {n}; '
+                      f'use a multiple of {n}')
+
+
+def global_batch(local: np.ndarray, mesh: Mesh, axis: int = 0) -> jax.Array:
+  """Assembles a global array, sharded on `axis`, from each process's local slice.
+
+  Args:
+    local: this process's slice of the global batch along `axis`.
+    axis: the batch axis (1 for stacked [n_jitted_steps, B, ...] batches).
+  """
+  spec = P(*([None] * axis + ['data']))
+  return jax.make_array_from_process_local_data(NamedSharding(mesh, spec), local)
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+  """The full value of a (possibly multi-host) sharded array, on every host."""
+  if jax.process_count() == 1:
+    return np.asarray(jax.device_get(x))
+  from jax.experimental import multihost_utils
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))

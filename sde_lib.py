@@ -1,0 +1,292 @@
+"""Forward SDEs, their marginals, priors, discretisations and reverse processes.
+
+All SDE mathematics of the project lives here (Song et al. 2021, "Score-Based
+Generative Modeling through Stochastic Differential Equations", Sec. 3 and
+App. B-C). Losses, samplers and likelihood only call these methods.
+
+Every SDE is an immutable (frozen, hashable) dataclass, so it can be closed over
+or passed as a static argument under `jax.jit`. Arrays are `[B, ...]` with a
+time vector `t: [B]`; per-sample scalars are broadcast with `bcast`.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from errors import ConfigError, lookup
+
+Array = jax.Array
+ScoreFn = Callable[[Array, Array], Array]
+
+
+def bcast(v: Array, x: Array) -> Array:
+  """Reshapes a per-sample vector `v: [B]` to broadcast against `x: [B, ...]`."""
+  return jnp.reshape(v, v.shape + (1,) * (x.ndim - v.ndim))
+
+
+def _sum_except_batch(x: Array) -> Array:
+  return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class SDE(abc.ABC):
+  """dx = f(x, t) dt + g(t) dw on t in [0, T]."""
+
+  N: int = 1000
+
+  @property
+  def T(self) -> float:
+    return 1.
+
+  @abc.abstractmethod
+  def sde(self, x: Array, t: Array) -> tuple[Array, Array]:
+    """Returns the drift f(x, t) [B, ...] and diffusion g(t) [B]."""
+
+  @abc.abstractmethod
+  def marginal_prob(self, x0: Array, t: Array) -> tuple[Array, Array]:
+    """Returns mean [B, ...] and std [B] of the perturbation kernel p_0t(x | x0)."""
+
+  @abc.abstractmethod
+  def prior_sampling(self, key: Array, shape: tuple[int, ...]) -> Array:
+    """Draws from p_T."""
+
+  @abc.abstractmethod
+  def prior_logp(self, z: Array) -> Array:
+    """log p_T(z) for each sample: [B]."""
+
+  # The 'VE view' of the marginal: x_t = alpha(t) * (x0 + sigma(t) * z), so that
+  # x_t / alpha(t) follows a VE process with noise level sigma(t). EDM-style
+  # samplers and DMCMC work in this view for every SDE.
+  @abc.abstractmethod
+  def alpha(self, t: Array) -> Array:
+    """Mean scale of the marginal, alpha(t) = E[x_t | x0] / x0: [B]."""
+
+  def marginal_std(self, t: Array) -> Array:
+    """Std of the marginal perturbation kernel: [B]."""
+    return self.marginal_prob(jnp.zeros_like(t), t)[1]
+
+  def ve_sigma(self, t: Array) -> Array:
+    """Noise level of the VE view, sigma(t) = std(t) / alpha(t): [B]."""
+    return self.marginal_std(t) / self.alpha(t)
+
+  @abc.abstractmethod
+  def t_from_ve_sigma(self, sigma: Array) -> Array:
+    """Inverse of `ve_sigma`: the time at which the VE-view noise level is sigma."""
+
+  def timestep(self, t: Array) -> Array:
+    """Index of the discrete noise level used at time t (0 = least noise): [B] int32."""
+    return jnp.round(t * (self.N - 1) / self.T).astype(jnp.int32)
+
+  def discretize(self, x: Array, t: Array) -> tuple[Array, Array]:
+    """One step x_{i+1} = x_i + f_i + G_i z_i of the forward process.
+
+    The default is Euler-Maruyama with step dt = T / N: f = f(x,t) dt,
+    G = g(t) sqrt(dt).
+
+    Returns:
+      f [B, ...] and G [B].
+    """
+    dt = self.T / self.N
+    drift, diffusion = self.sde(x, t)
+    return drift * dt, diffusion * jnp.sqrt(dt)
+
+  def reverse(self, score_fn: ScoreFn, probability_flow: bool = False) -> 'ReverseSDE':
+    """The reverse-time SDE (Eq. 6) or probability-flow ODE (Eq. 13) for `score_fn`."""
+    return ReverseSDE(self, score_fn, probability_flow)
+
+
+class ReverseSDE:
+  """dx = [f - c g^2 score] dt + (1 - pf) g dw_bar, with c = 1/2 for the PF ODE.
+
+  Not a dataclass on purpose: it holds a `score_fn` closure, is built once per
+  sampler (outside any loop) and is never hashed.
+  """
+
+  def __init__(self, forward: SDE, score_fn: ScoreFn, probability_flow: bool):
+    self.forward = forward
+    self.score_fn = score_fn
+    self.probability_flow = probability_flow
+    self.N = forward.N
+    self.T = forward.T
+
+  def _reverse(self, x, t, f, g):
+    c = 0.5 if self.probability_flow else 1.
+    score = self.score_fn(x, t)
+    rev_f = f - bcast(g ** 2, x) * score * c
+    rev_g = jnp.zeros_like(g) if self.probability_flow else g
+    return rev_f, rev_g
+
+  def sde(self, x: Array, t: Array) -> tuple[Array, Array]:
+    """Reverse drift and diffusion (Eq. 6 / Eq. 13), to be integrated from T to 0."""
+    return self._reverse(x, t, *self.forward.sde(x, t))
+
+  def discretize(self, x: Array, t: Array) -> tuple[Array, Array]:
+    """Reverse of the forward discretisation (the 'reverse diffusion' predictor, Eq. 46)."""
+    return self._reverse(x, t, *self.forward.discretize(x, t))
+
+
+@dataclasses.dataclass(frozen=True)
+class VESDE(SDE):
+  """Variance exploding SDE: dx = sigma(t) sqrt(2 log(sigma_max/sigma_min)) dw (Eq. 30).
+
+  sigma(t) = sigma_min (sigma_max / sigma_min)^t; the discretisation is SMLD's
+  geometric ladder of N noise levels (Eq. 47). As in score_sde, the marginal
+  std is sigma(t), not sqrt(sigma(t)^2 - sigma_min^2): x(0) is taken to carry
+  noise of std sigma_min already, which keeps p_0 smooth.
+  """
+
+  sigma_min: float = 0.01
+  sigma_max: float = 50.
+
+  def sigma(self, t: Array) -> Array:
+    return self.sigma_min * (self.sigma_max / self.sigma_min) ** t
+
+  @property
+  def discrete_sigmas(self) -> Array:
+    """SMLD's ladder sigma_1 < ... < sigma_N, geometric: [N]."""
+    return jnp.exp(jnp.linspace(np.log(self.sigma_min), np.log(self.sigma_max), self.N))
+
+  def sde(self, x, t):
+    diffusion = self.sigma(t) * np.sqrt(2 * (np.log(self.sigma_max) - np.log(self.sigma_min)))
+    return jnp.zeros_like(x), diffusion
+
+  def marginal_prob(self, x0, t):
+    return x0, self.sigma(t)
+
+  def alpha(self, t):
+    return jnp.ones_like(t)
+
+  def t_from_ve_sigma(self, sigma):
+    return jnp.log(sigma / self.sigma_min) / np.log(self.sigma_max / self.sigma_min)
+
+  def prior_sampling(self, key, shape):
+    return jax.random.normal(key, shape) * self.sigma_max
+
+  def prior_logp(self, z):
+    n = np.prod(z.shape[1:])
+    return (-n / 2. * np.log(2 * np.pi * self.sigma_max ** 2)
+            - _sum_except_batch(z ** 2) / (2 * self.sigma_max ** 2))
+
+  def discretize(self, x, t):
+    """SMLD: x_i = x_{i-1} + sqrt(sigma_i^2 - sigma_{i-1}^2) z, sigma_0 = 0."""
+    i = self.timestep(t)
+    sigmas = self.discrete_sigmas
+    sigma = sigmas[i]
+    adjacent = jnp.where(i == 0, 0., sigmas[jnp.maximum(i - 1, 0)])
+    return jnp.zeros_like(x), jnp.sqrt(sigma ** 2 - adjacent ** 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class _LinearBetaSDE(SDE):
+  """Shared beta(t) = beta_0 + t (beta_1 - beta_0) of the VP and sub-VP SDEs."""
+
+  beta_min: float = 0.1
+  beta_max: float = 20.
+
+  def beta(self, t: Array) -> Array:
+    return self.beta_min + t * (self.beta_max - self.beta_min)
+
+  def log_mean_coeff(self, t: Array) -> Array:
+    """log alpha(t) = -1/2 int_0^t beta(s) ds."""
+    return -0.25 * t ** 2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
+
+  def alpha(self, t):
+    return jnp.exp(self.log_mean_coeff(t))
+
+  def t_from_ve_sigma(self, sigma):
+    # Solve log(1 + sigma^2) = int_0^t beta = beta_0 t + (beta_1 - beta_0) t^2 / 2.
+    # For VP, sigma^2 = (1 - alpha^2)/alpha^2 gives this directly; sub-VP overrides.
+    return self._t_from_integral(jnp.log1p(sigma ** 2))
+
+  def _t_from_integral(self, b: Array) -> Array:
+    """Positive root t of beta_0 t + (beta_1 - beta_0) t^2 / 2 = b."""
+    d = self.beta_max - self.beta_min
+    return 2 * b / (self.beta_min + jnp.sqrt(self.beta_min ** 2 + 2 * d * b))
+
+  def prior_sampling(self, key, shape):
+    return jax.random.normal(key, shape)
+
+  def prior_logp(self, z):
+    n = np.prod(z.shape[1:])
+    return -n / 2. * np.log(2 * np.pi) - _sum_except_batch(z ** 2) / 2.
+
+
+@dataclasses.dataclass(frozen=True)
+class VPSDE(_LinearBetaSDE):
+  """Variance preserving SDE: dx = -1/2 beta(t) x dt + sqrt(beta(t)) dw (Eq. 32).
+
+  Its discretisation is DDPM's Markov chain with betas linspace(b0/N, b1/N, N)
+  (Eq. 11 and App. B).
+  """
+
+  @property
+  def discrete_betas(self) -> Array:
+    return jnp.linspace(self.beta_min / self.N, self.beta_max / self.N, self.N)
+
+  @property
+  def alphas_cumprod(self) -> Array:
+    return jnp.cumprod(1. - self.discrete_betas)
+
+  def sde(self, x, t):
+    beta_t = self.beta(t)
+    return -0.5 * bcast(beta_t, x) * x, jnp.sqrt(beta_t)
+
+  def marginal_prob(self, x0, t):
+    lmc = self.log_mean_coeff(t)
+    return bcast(jnp.exp(lmc), x0) * x0, jnp.sqrt(-jnp.expm1(2. * lmc))
+
+  def discretize(self, x, t):
+    """DDPM: x_i = sqrt(1 - beta_i) x_{i-1} + sqrt(beta_i) z."""
+    beta = self.discrete_betas[self.timestep(t)]
+    return (bcast(jnp.sqrt(1. - beta), x) - 1.) * x, jnp.sqrt(beta)
+
+
+@dataclasses.dataclass(frozen=True)
+class subVPSDE(_LinearBetaSDE):
+  """Sub-VP SDE: dx = -1/2 beta x dt + sqrt(beta(t) (1 - e^{-2 int_0^t beta})) dw (Eq. 17).
+
+  Its marginal std is 1 - alpha(t)^2, never above the VP one (Eq. 29).
+  """
+
+  def sde(self, x, t):
+    beta_t = self.beta(t)
+    discount = -jnp.expm1(-2. * self.beta_min * t - (self.beta_max - self.beta_min) * t ** 2)
+    return -0.5 * bcast(beta_t, x) * x, jnp.sqrt(beta_t * discount)
+
+  def marginal_prob(self, x0, t):
+    lmc = self.log_mean_coeff(t)
+    return bcast(jnp.exp(lmc), x0) * x0, -jnp.expm1(2. * lmc)
+
+  def t_from_ve_sigma(self, sigma):
+    # sigma = (1 - a^2)/a with a = alpha(t) in (0, 1]: a = (sqrt(sigma^2 + 4) - sigma)/2.
+    a = (jnp.sqrt(sigma ** 2 + 4.) - sigma) / 2.
+    return self._t_from_integral(-2. * jnp.log(a))
+
+
+SDES = {'vesde': VESDE, 'vpsde': VPSDE, 'subvpsde': subVPSDE}
+
+
+def get_sde(config) -> tuple[SDE, float]:
+  """Builds the SDE named by `config.training.sde` from `config.model`.
+
+  Returns:
+    The SDE and the sampling end time eps (`config.sampling.eps`).
+  """
+  cls = lookup(SDES, config.training.sde.lower(), 'training.sde')
+  m = config.model
+  if m.num_scales < 1:
+    raise ConfigError(f'model.num_scales={m.num_scales} must be a positive integer')
+  if cls is VESDE:
+    if not 0 < m.sigma_min < m.sigma_max:
+      raise ConfigError('model.sigma_min and model.sigma_max must satisfy 0 < sigma_min < sigma_max')
+    sde = VESDE(N=m.num_scales, sigma_min=m.sigma_min, sigma_max=m.sigma_max)
+  else:
+    if not 0 < m.beta_min <= m.beta_max:
+      raise ConfigError('model.beta_min and model.beta_max must satisfy 0 < beta_min <= beta_max')
+    sde = cls(N=m.num_scales, beta_min=m.beta_min, beta_max=m.beta_max)
+  return sde, config.sampling.eps

@@ -1,0 +1,135 @@
+"""Losses at the exact score equal their analytic minimum; any other score costs more.
+
+For Gaussian data N(0, s^2 I) and the kernel x_t = a x0 + std z, the exact score
+is -x_t / v with v = a^2 s^2 + std^2, and the residual score * std + z has
+E|.|^2 = a^2 s^2 / v per dimension. Each loss is an average of this over its
+noise levels (times g^2 / std^2 with likelihood weighting).
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import integrate
+
+import losses
+import sde_lib
+from configs.defaults import get_default_configs
+from tests import exact
+
+S, D = 0.7, 4   # data std and dimension
+BATCHES, B = 200, 1000
+
+
+def per_dim_residual(sde, t, discrete=False):
+  a, std = exact.marginal_coeffs(sde, jnp.atleast_1d(jnp.asarray(t, jnp.float32)), discrete)
+  return np.asarray(a ** 2 * S ** 2 / (a ** 2 * S ** 2 + std ** 2), np.float64)
+
+
+def mc_loss(loss_fn, score_fn, seed=0):
+  """Mean and standard error of the loss over BATCHES independent batches."""
+  data = exact.gaussian(D, std=S)
+
+  def one(key):
+    k1, k2 = jax.random.split(key)
+    return loss_fn(score_fn, k2, data.sample(k1, B))
+
+  values = np.asarray(jax.jit(jax.vmap(one))(jax.random.split(jax.random.PRNGKey(seed), BATCHES)))
+  return values.mean(), values.std() / np.sqrt(BATCHES), values
+
+
+def reduction(reduce_mean):
+  return 1. if reduce_mean else 0.5 * D  # mean over dims, or half the sum (score_sde)
+
+
+SDES = [sde_lib.VESDE(sigma_max=5.), sde_lib.VPSDE(), sde_lib.subVPSDE()]
+
+
+@pytest.mark.parametrize('sde', SDES, ids=lambda s: type(s).__name__)
+@pytest.mark.parametrize('reduce_mean', [True, False])
+@pytest.mark.parametrize('likelihood_weighting', [False, True])
+def test_continuous_loss_minimum(sde, reduce_mean, likelihood_weighting):
+  # eps = 0.05 keeps g^2/std^2 (unbounded as t -> 0 for VP) of moderate variance;
+  # the formula is exact for any eps.
+  eps = 0.05 if likelihood_weighting else 1e-5
+  loss_fn = functools.partial(losses.continuous_dsm_loss, sde=sde, eps=eps, reduce_mean=reduce_mean,
+                              likelihood_weighting=likelihood_weighting)
+  loss_fn = (lambda f: lambda score_fn, key, x0: f(score_fn, key=key, x0=x0))(loss_fn)
+
+  def integrand(t):
+    r = per_dim_residual(sde, t)[0]
+    if likelihood_weighting:
+      tt = jnp.array([t], jnp.float32)
+      g2 = float(sde.sde(jnp.zeros((1, 1)), tt)[1][0] ** 2)
+      r *= g2 / float(sde.marginal_std(tt)[0] ** 2)
+    return r
+
+  expected = integrate.quad(integrand, eps, 1., limit=200)[0] / (1. - eps) * reduction(reduce_mean)
+  data = exact.gaussian(D, std=S)
+  mean, se, exact_values = mc_loss(loss_fn, data.score_fn(sde))
+  assert abs(mean - expected) < 5 * se, (mean, expected, se)
+
+  # A perturbed score costs more. Same keys, so the paired difference is tight.
+  perturbed = lambda x, t: data.score_fn(sde)(x, t) * 1.1 + 0.05
+  _, _, worse = mc_loss(loss_fn, perturbed)
+  diff = worse - exact_values
+  assert diff.mean() > 5 * diff.std() / np.sqrt(BATCHES)
+
+
+def test_smld_loss_minimum():
+  sde = sde_lib.VESDE(N=100, sigma_max=5.)
+  data = exact.gaussian(D, std=S)
+  loss_fn = lambda score_fn, key, x0: losses.smld_loss(score_fn, sde, key, x0, reduce_mean=False)
+  expected = per_dim_residual(sde, jnp.arange(sde.N) / (sde.N - 1), discrete=True).mean() * 0.5 * D
+  mean, se, values = mc_loss(loss_fn, data.score_fn(sde, discrete=True))
+  assert abs(mean - expected) < 5 * se, (mean, expected, se)
+  _, _, worse = mc_loss(loss_fn, lambda x, t: 0.9 * data.score_fn(sde, discrete=True)(x, t))
+  assert (worse - values).mean() > 5 * (worse - values).std() / np.sqrt(BATCHES)
+
+
+def test_ddpm_loss_minimum():
+  sde = sde_lib.VPSDE(N=100)
+  data = exact.gaussian(D, std=S)
+  loss_fn = lambda score_fn, key, x0: losses.ddpm_loss(score_fn, sde, key, x0, reduce_mean=True)
+  expected = per_dim_residual(sde, jnp.arange(sde.N) / (sde.N - 1), discrete=True).mean()
+  mean, se, values = mc_loss(loss_fn, data.score_fn(sde, discrete=True))
+  assert abs(mean - expected) < 5 * se, (mean, expected, se)
+  # The continuous-time score is not the minimiser of the discrete loss.
+  _, _, worse = mc_loss(loss_fn, data.score_fn(sde, discrete=False))
+  assert (worse - values).mean() > 5 * (worse - values).std() / np.sqrt(BATCHES)
+
+
+def test_get_loss_dispatch_and_errors():
+  config = get_default_configs()
+  from errors import ConfigError
+  config.training.continuous = False
+  with pytest.raises(ConfigError, match='subVPSDE'):
+    losses.get_loss(config, sde_lib.subVPSDE())
+  config.training.likelihood_weighting = True
+  with pytest.raises(ConfigError, match='likelihood_weighting'):
+    losses.get_loss(config, sde_lib.VPSDE())
+
+
+def test_optimizer_warmup_and_clipping():
+  """Adam on a constant gradient moves each coordinate by exactly -lr_k sign(g):
+  m_hat / sqrt(v_hat) = g / |g| elementwise, and lr_k = lr min((k + 1) / warmup, 1).
+  Clipping must not change the direction, and a zero gradient gives no update."""
+  config = get_default_configs()
+  config.optim.lr, config.optim.warmup, config.optim.grad_clip = 1e-2, 10, 1.
+  tx = losses.get_optimizer(config)
+  params = {'w': jnp.zeros(3)}
+  state = tx.init(params)
+  grads = {'w': jnp.array([300., -400., 0.])}   # global norm 500, clipped to 1
+  for k in range(13):
+    updates, state = tx.update(grads, state, params)
+    lr_k = 1e-2 * min((k + 1) / 10, 1.)
+    # rtol: 1 - b2 = 1e-3 rounds to float32 with relative error 1.3e-5.
+    np.testing.assert_allclose(updates['w'], [-lr_k, lr_k, 0.], rtol=5e-5, atol=1e-12)
+  config.optim.warmup = 0
+  tx = losses.get_optimizer(config)
+  clipped, _ = tx.update(grads, tx.init(params), params)
+  config.optim.grad_clip = -1.   # off: Adam is scale-invariant, so the first steps agree
+  tx = losses.get_optimizer(config)
+  unclipped, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(clipped['w'], unclipped['w'])

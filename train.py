@@ -1,0 +1,220 @@
+"""`--mode train`: train_and_evaluate(config, workdir), top to bottom.
+
+Sections: setup (SDE, model, data, mesh) -> compiled steps -> state (created
+replicated, or restored) -> loop (log, eval, snapshot, checkpoint). Every config
+check happens before the workdir is touched.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+import checkpointing
+import datasets
+import io_utils
+import losses
+import parallel
+import sampling
+import sde_lib
+from errors import ConfigError, TrainingError
+from models import create_model
+from models import utils as mutils
+
+
+def init_state(config, model, optimizer, data_shape, mesh) -> losses.TrainState:
+  """Creates the TrainState directly in its replicated layout (big_vision style)."""
+
+  def init(key):
+    init_key, state_key = jax.random.split(key)
+    x = jnp.zeros((1,) + tuple(data_shape), jnp.float32)
+    params = model.init(init_key, x, jnp.zeros((1,)), train=False)['params']
+    return losses.TrainState(step=jnp.zeros((), jnp.int32), params=params, ema_params=params,
+                             opt_state=optimizer.init(params), rng=state_key)
+
+  return jax.jit(init, out_shardings=parallel.replicated(mesh))(jax.random.PRNGKey(config.seed))
+
+
+def _check_frequencies(config) -> None:
+  t = config.training
+  n = t.n_jitted_steps
+  if n < 1:
+    raise ConfigError(f'training.n_jitted_steps={n} must be >= 1')
+  for field in ('n_iters', 'log_freq', 'eval_freq', 'snapshot_freq', 'snapshot_freq_for_preemption'):
+    if getattr(t, field) % n:
+      raise ConfigError(f'training.{field}={getattr(t, field)} must be a multiple of '
+                        f'training.n_jitted_steps={n}')
+
+
+def make_snapshot_sampler(config, sde, model, mesh, data_shape):
+  """A jitted `sample(key, params) -> (x, nfe)` with the minimal config sampler."""
+  shape = (config.sampling.batch_size,) + tuple(data_shape)
+  parallel.check_batch_size(shape[0], 'sampling.batch_size')
+  sampler = sampling.get_sampler(config, sde, shape)
+  nfe_box = {}
+
+  def sample(key, params):
+    x, nfe = sampler(key, mutils.score_fn_from_config(config, sde, model, params))
+    nfe_box['nfe'] = nfe  # a Python int, fixed at trace time
+    return x
+
+  compiled = jax.jit(sample, out_shardings=parallel.data_sharding(mesh))
+  return lambda key, params: (compiled(key, params), nfe_box.get('nfe'))
+
+
+class _Preemption:
+  """Turns SIGTERM into a flag the loop checks, so it can checkpoint before exiting."""
+
+  def __init__(self):
+    self.requested = False
+    try:
+      self._old = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # not the main thread (e.g. some test runners): no handler
+      self._old = None
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def restore(self):
+    if self._old is not None:
+      signal.signal(signal.SIGTERM, self._old)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> losses.TrainState:
+  """Trains `config` in `workdir`, resuming from its newest checkpoint if any."""
+  # ------------------------------------------------------------------ setup
+  _check_frequencies(config)
+  t = config.training
+  parallel.check_batch_size(t.batch_size, 'training.batch_size')
+  sde, _ = sde_lib.get_sde(config)
+  model = create_model(config)
+  optimizer = losses.get_optimizer(config)
+  train_ds = datasets.get_dataset(config, 'train')
+  eval_ds = datasets.get_dataset(config, 'test')
+  inverse_scaler = datasets.get_data_inverse_scaler(config)
+  mesh = parallel.make_mesh()
+  logging.info('%d devices over %d processes; global batch %d', jax.device_count(),
+               jax.process_count(), t.batch_size)
+
+  # ------------------------------------------------------------------ compiled steps
+  rep, batch_sh = parallel.replicated(mesh), parallel.data_sharding(mesh)
+  stacked_sh = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, 'data'))
+  train_step = jax.jit(losses.get_multi_step(losses.get_train_step(config, sde, model, optimizer)),
+                       in_shardings=(rep, stacked_sh), out_shardings=(rep, rep),
+                       donate_argnums=0)
+  eval_loss = jax.jit(losses.get_eval_loss(config, sde, model),
+                      in_shardings=(rep, rep, batch_sh), out_shardings=rep)
+  snapshot = (make_snapshot_sampler(config, sde, model, mesh, train_ds.data_shape)
+              if t.snapshot_sampling else None)
+  eval_key = jax.random.PRNGKey(config.seed + 1)
+
+  # ------------------------------------------------------------------ state
+  ckpt = checkpointing.Checkpointer(workdir, max_to_keep=t.max_to_keep,
+                                    keep_period=t.snapshot_freq)
+  state = init_state(config, model, optimizer, train_ds.data_shape, mesh)
+  if ckpt.latest_step() is not None:
+    state = ckpt.restore(checkpointing.abstract_like(state, parallel.replicated(mesh)))
+    logging.info('Resumed from %s at step %d', ckpt.directory, int(state.step))
+  start = int(state.step)
+  n_params = sum(x.size for x in jax.tree.leaves(state.params))
+  logging.info('%s: %.2fM parameters', config.model.name, n_params / 1e6)
+
+  # ------------------------------------------------------------------ loop
+  writer = None
+  if io_utils.is_writer():
+    from tensorboardX import SummaryWriter  # pure-python event writer: no TensorFlow needed
+    writer = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+  preempt = _Preemption()
+  n = t.n_jitted_steps
+  pending, last_saved = [], ckpt.latest_step()
+  tic, tic_step = time.time(), start
+
+  def save(step, force=False):
+    nonlocal last_saved
+    if pending:  # never write NaN parameters over a good checkpoint
+      _check_finite(pending, step, ckpt, last_saved)
+    ckpt.save(step, state, force=force)
+    last_saved = step
+
+  try:
+    for step in range(start, t.n_iters, n):
+      local = np.stack([train_ds.batch(s, t.batch_size) for s in range(step, step + n)])
+      state, loss = train_step(state, parallel.global_batch(local, mesh, axis=1))
+      pending.append(loss)
+      done = step + n
+
+      if done % t.log_freq == 0 or done == t.n_iters:
+        mean_loss = _check_finite(pending, done, ckpt, last_saved)
+        pending = []
+        rate = (done - tic_step) / max(time.time() - tic, 1e-9)
+        tic, tic_step = time.time(), done
+        logging.info('step %d/%d  loss %.5f  %.1f steps/s  eta %s', done, t.n_iters, mean_loss,
+                     rate, _fmt_eta((t.n_iters - done) / max(rate, 1e-9)))
+        if writer:
+          writer.add_scalar('train/loss', mean_loss, done)
+          writer.add_scalar('train/steps_per_sec', rate, done)
+          io_utils.append_jsonl(os.path.join(workdir, 'metrics.jsonl'),
+                                {'step': done, 'loss': mean_loss, 'steps_per_sec': rate})
+
+      if done % t.eval_freq == 0 and config.eval.enable_loss:
+        eval_batch = parallel.global_batch(eval_ds.batch(done, t.batch_size), mesh)
+        value = float(eval_loss(state.ema_params, jax.random.fold_in(eval_key, done), eval_batch))
+        logging.info('step %d  eval loss (EMA) %.5f', done, value)
+        if writer:
+          writer.add_scalar('eval/loss', value, done)
+          io_utils.append_jsonl(os.path.join(workdir, 'metrics.jsonl'),
+                                {'step': done, 'eval_loss': value})
+
+      if done % t.snapshot_freq_for_preemption == 0 or done % t.snapshot_freq == 0 or \
+         done == t.n_iters:
+        save(done, force=done == t.n_iters)
+      if snapshot and (done % t.snapshot_freq == 0 or done == t.n_iters):
+        _write_snapshot(config, workdir, snapshot, state, done, train_ds, inverse_scaler)
+      if preempt.requested:
+        save(done, force=True)
+        logging.warning('SIGTERM: checkpointed step %d to %s; rerun the same command to '
+                        'resume', done, ckpt.directory)
+        break
+  finally:
+    preempt.restore()
+    ckpt.close()
+    if writer:
+      writer.close()
+  return state
+
+
+def _check_finite(pending, step, ckpt, last_saved) -> float:
+  values = np.concatenate([np.asarray(jax.device_get(v)).reshape(-1) for v in pending])
+  if not np.all(np.isfinite(values)):
+    where = (f'the last good checkpoint is step {last_saved} in {ckpt.directory}'
+             if last_saved is not None else 'no checkpoint was written')
+    raise TrainingError(f'loss became {values[~np.isfinite(values)][0]} by step {step}; {where}. '
+                        'Lower optim.lr or set optim.grad_clip, then rerun to resume')
+  return float(values.mean())
+
+
+def _write_snapshot(config, workdir, snapshot, state, step, train_ds, inverse_scaler):
+  tic = time.time()
+  x, nfe = snapshot(jax.random.PRNGKey(config.seed + step), state.ema_params)
+  x = parallel.to_host(x)
+  reference = None if train_ds.is_image else train_ds.batch(0, len(x) * jax.process_count())
+  prefix = os.path.join(workdir, 'samples', f'step_{step}')
+  paths = io_utils.save_samples(
+      prefix, x, is_image=train_ds.is_image, inverse_scaler=inverse_scaler, reference=reference,
+      meta={'step': step, 'nfe': nfe, 'seconds': time.time() - tic, 'num_samples': len(x),
+            'sampler': config.sampling.to_dict()}, config=config)
+  logging.info('step %d  samples -> %s (%d NFE, %.1fs)', step, paths['png'], nfe,
+               time.time() - tic)
+
+
+def _fmt_eta(seconds: float) -> str:
+  m, s = divmod(int(seconds), 60)
+  h, m = divmod(m, 60)
+  return f'{h}h{m:02d}m' if h else f'{m}m{s:02d}s'
