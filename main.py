@@ -39,12 +39,29 @@ def _die(message: str) -> None:
   sys.exit(2)
 
 
+def _config_path(argv) -> str | None:
+  for i, arg in enumerate(argv):
+    if arg.startswith('--config='):
+      return arg.split('=', 1)[1]
+    if arg == '--config' and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
 def parse_flags(argv):
   """absl's parser, but a bad flag or config override is one line, not a usage dump."""
+  path = _config_path(argv)
+  if path and not os.path.isfile(path.split(':', 1)[0]):  # 'file.py:arg' passes 'arg' on
+    _die(f'--config: no such file {path.split(":", 1)[0]!r}; configs live under configs/, '
+         'e.g. configs/vp/digits_ddpmpp_continuous.py')
   try:
     return FLAGS(argv)
-  except flags.Error as e:
-    _die(str(e).strip().splitlines()[0])
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    # ml_collections reports an unknown override key as AttributeError('...Did you mean...').
+    message = ' '.join(str(e).replace('\\n', ' ').replace('\\\'', '').split())
+    if message[:1] in '\'"':   # KeyError/AttributeError messages come quoted
+      message = message[1:-1] if message[-1:] == message[:1] else message[1:]
+    _die(f'bad flag or --config override: {message}')
 
 
 def run(config, workdir: str, mode: str):

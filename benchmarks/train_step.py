@@ -62,6 +62,9 @@ def main(_):
   tic = time.perf_counter()
   compiled = step.lower(state, x).compile()
   compile_s = time.perf_counter() - tic
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float(cost.get('flops', 0.)) if cost else 0.
   state, loss = compiled(state, x)
   jax.block_until_ready(loss)
 
@@ -82,6 +85,7 @@ def main(_):
       'seconds_per_step_median': sec, 'seconds_per_step_all': windows,
       'steps_per_sec': 1. / sec, 'examples_per_sec': batch / sec,
       'compile_seconds': compile_s,
+      'xla_flops_per_step': flops, 'achieved_gflops': flops / sec / 1e9,
       'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.,
       'overrides': [a for a in sys.argv[1:] if a.startswith('--config.')],
   }

@@ -17,6 +17,7 @@ import pytest
 
 from configs.defaults import get_default_configs
 import datasets
+import toys
 from errors import ConfigError, DataError
 
 N_MOMENTS = 100_000
@@ -194,7 +195,7 @@ def _draw(name, n=N_MOMENTS, **kw):
 
 def test_8gaussians_moments():
   x = _draw('8gaussians')
-  r, s = datasets.EIGHT_GAUSSIANS_RADIUS, datasets.EIGHT_GAUSSIANS_STD
+  r, s = toys.EIGHT_GAUSSIANS_RADIUS, toys.EIGHT_GAUSSIANS_STD
   _assert_mean(x[:, 0], 0.)
   _assert_mean(x[:, 1], 0.)
   _assert_mean(x[:, 0] ** 2, r ** 2 / 2 + s ** 2)
