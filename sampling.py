@@ -151,18 +151,27 @@ def pc_sample(key: Array, score_fn, sde: sde_lib.SDE, shape: tuple[int, ...], *,
   init_key, key = jax.random.split(key)
   x = sde.prior_sampling(init_key, shape)
   (x, x_mean), _ = jax.lax.scan(body, (x, x), (jax.random.split(key, n), grid, t_next))
-  nfe = n * ((predictor != 'none') + (corrector != 'none') * n_steps_each)
-  return (x_mean if denoise else x), nfe
+  return (x_mean if denoise else x), pc_nfe(n, predictor, corrector, n_steps_each)
+
+
+def pc_nfe(num_steps: int, predictor: str, corrector: str, n_steps_each: int) -> int:
+  """Score evaluations of a PC run: one per predictor step, n_steps_each per corrector."""
+  return num_steps * ((predictor != 'none') + (corrector != 'none') * n_steps_each)
 
 
 def get_sampler(config, sde: sde_lib.SDE, shape: tuple[int, ...]):
-  """Binds `config.sampling.*` into `sample(key, score_fn) -> (x, nfe)`."""
+  """Binds `config.sampling.*` into `sample(key, score_fn) -> (x, nfe)`.
+
+  Returns:
+    The sampler and its NFE (a Python int, known before running it).
+  """
   s = config.sampling
   lookup(PREDICTORS, s.predictor, 'sampling.predictor')
   lookup(CORRECTORS, s.corrector, 'sampling.corrector')
   if s.method != 'pc':
     raise ConfigError(f"sampling.method={s.method!r} is unknown; valid: pc")
-  return functools.partial(
+  sampler = functools.partial(
       pc_sample, sde=sde, shape=shape, predictor=s.predictor, corrector=s.corrector,
       snr=s.snr, n_steps_each=s.n_steps_each, probability_flow=s.probability_flow,
       denoise=s.noise_removal, eps=s.eps, num_steps=s.num_steps or None)
+  return sampler, pc_nfe(s.num_steps or sde.N, s.predictor, s.corrector, s.n_steps_each)

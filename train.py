@@ -56,16 +56,13 @@ def make_snapshot_sampler(config, sde, model, mesh, data_shape):
   """A jitted `sample(key, params) -> (x, nfe)` with the minimal config sampler."""
   shape = (config.sampling.batch_size,) + tuple(data_shape)
   parallel.check_batch_size(shape[0], 'sampling.batch_size')
-  sampler = sampling.get_sampler(config, sde, shape)
-  nfe_box = {}
+  sampler, nfe = sampling.get_sampler(config, sde, shape)
 
   def sample(key, params):
-    x, nfe = sampler(key, mutils.score_fn_from_config(config, sde, model, params))
-    nfe_box['nfe'] = nfe  # a Python int, fixed at trace time
-    return x
+    return sampler(key, mutils.score_fn_from_config(config, sde, model, params))[0]
 
   compiled = jax.jit(sample, out_shardings=parallel.data_sharding(mesh))
-  return lambda key, params: (compiled(key, params), nfe_box.get('nfe'))
+  return lambda key, params: (compiled(key, params), nfe)
 
 
 class _Preemption:

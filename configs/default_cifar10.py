@@ -5,7 +5,7 @@ from configs.defaults import get_default_configs
 def get_cifar10_configs():
   config = get_default_configs()
   config.training.batch_size = 128
-  config.training.n_iters = 1300001
+  config.training.n_iters = 1300000
   config.training.snapshot_freq = 50000
   config.training.log_freq = 50
   config.training.eval_freq = 100

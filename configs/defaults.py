@@ -15,7 +15,7 @@ def get_default_configs() -> ml_collections.ConfigDict:
   training.sde = 'vpsde'              # vesde | vpsde | subvpsde
   training.continuous = True
   training.batch_size = 128           # global, over all devices and hosts
-  training.n_iters = 1300001
+  training.n_iters = 1300000
   training.n_jitted_steps = 1         # train steps fused into one jitted call
   training.log_freq = 50
   training.eval_freq = 100
