@@ -175,7 +175,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> losse
       if snapshot and (done % t.snapshot_freq == 0 or done == t.n_iters):
         _write_snapshot(config, workdir, snapshot, state, done, train_ds, inverse_scaler)
       if preempt.requested:
-        save(done, force=True)
+        if last_saved != done:  # saving the same step twice is an error in orbax
+          save(done, force=True)
         logging.warning('SIGTERM: checkpointed step %d to %s; rerun the same command to '
                         'resume', done, ckpt.directory)
         break

@@ -139,3 +139,27 @@ def _model_and_opt(config):
 
 def _init(config):
   return train.init_state(config, *_model_and_opt(config), (2,), _mesh())
+
+
+def test_sigterm_on_a_checkpoint_step_saves_once_and_stops(tmp_path, monkeypatch):
+  """SIGTERM arriving during step 4, which is also a periodic checkpoint step."""
+  import signal
+  real = datasets.get_dataset
+
+  def signalling(config, split='train', **kw):
+    ds = real(config, split, **kw)
+    clean = ds.batch
+    def batch(step, b):
+      if split == 'train' and step == 3:
+        os.kill(os.getpid(), signal.SIGTERM)   # the handler only sets a flag
+      return clean(step, b)
+    ds.batch = batch
+    return ds
+
+  monkeypatch.setattr(datasets, 'get_dataset', signalling)
+  config = tiny_config('vpsde', n_iters=10)
+  config.training.snapshot_freq_for_preemption = 2
+  state = train.train_and_evaluate(config, str(tmp_path))
+  assert int(state.step) == 4
+  assert checkpointing.Checkpointer(str(tmp_path)).all_steps()[-1] == 4
+  assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL   # the handler is removed again
