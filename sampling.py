@@ -8,6 +8,10 @@ where `t, t_next: [B]` are consecutive points of the time grid (the step size is
 taken from the grid itself; score_sde uses dt = -1/N, which disagrees with its
 own grid of N points on [eps, T] by a factor (T - eps) N / (N - 1)).
 Any `score_fn(x, t)` works, including the exact ones in `tests/exact.py`.
+
+Two drivers turn steps into samplers: `pc_sample` (Song et al. 2021, PC) and
+`annealed_langevin_ncsn` (Song & Ermon 2019, NCSN v1). `get_sampler` picks one
+from `config.sampling.method` (the `SAMPLERS` registry).
 """
 from __future__ import annotations
 
@@ -55,6 +59,46 @@ def reverse_diffusion(sde: sde_lib.SDE, score_fn, probability_flow: bool = False
   return step
 
 
+def ancestral_sampling(sde: sde_lib.SDE, score_fn, probability_flow: bool = False) -> Step:
+  """Ancestral sampling of the SDE's own Markov chain on its N-level ladder.
+
+  VE (SMLD, Song et al. 2021, Eq. 47), with sigma_{-1} = 0 at the last step:
+    x_{i-1} = x_i + (sigma_i^2 - sigma_{i-1}^2) s
+              + sqrt(sigma_{i-1}^2 (sigma_i^2 - sigma_{i-1}^2) / sigma_i^2) z.
+  VP (DDPM, Ho et al. 2020, Algorithm 2, in score form; Song et al. 2021, Eq. 47):
+    x_{i-1} = (x_i + beta_i s) / sqrt(1 - beta_i) + sqrt(beta_i) z.
+  Sub-VP has no discrete chain, hence no ancestral scheme: a ConfigError, raised
+  here when the step is built.
+  """
+  if probability_flow:
+    raise ConfigError('sampling.predictor=ancestral_sampling samples a Markov chain; it has '
+                      'no probability-flow form: set sampling.probability_flow=False')
+  if isinstance(sde, sde_lib.VESDE):
+
+    def step(key, x, t, t_next):
+      del t_next
+      i = sde.timestep(t)
+      sigma = sde.discrete_sigmas[i]
+      prev = jnp.where(i == 0, 0., sde.discrete_sigmas[jnp.maximum(i - 1, 0)])
+      x_mean = x + bcast(sigma ** 2 - prev ** 2, x) * score_fn(x, t)
+      std = jnp.sqrt(prev ** 2 * (sigma ** 2 - prev ** 2) / sigma ** 2)
+      return x_mean + bcast(std, x) * jax.random.normal(key, x.shape), x_mean
+
+  elif isinstance(sde, sde_lib.VPSDE):
+
+    def step(key, x, t, t_next):
+      del t_next
+      beta = sde.discrete_betas[sde.timestep(t)]
+      x_mean = (x + bcast(beta, x) * score_fn(x, t)) / bcast(jnp.sqrt(1. - beta), x)
+      return x_mean + bcast(jnp.sqrt(beta), x) * jax.random.normal(key, x.shape), x_mean
+
+  else:
+    raise ConfigError('sampling.predictor=ancestral_sampling has no scheme for '
+                      f'{type(sde).__name__} (only VESDE and VPSDE have a discrete chain); '
+                      'use reverse_diffusion or euler_maruyama')
+  return step
+
+
 def no_predictor(sde, score_fn, probability_flow=False) -> Step:
   del sde, score_fn, probability_flow
   return lambda key, x, t, t_next: (x, x)
@@ -63,37 +107,52 @@ def no_predictor(sde, score_fn, probability_flow=False) -> Step:
 PREDICTORS = {
     'euler_maruyama': euler_maruyama,
     'reverse_diffusion': reverse_diffusion,
+    'ancestral_sampling': ancestral_sampling,
     'none': no_predictor,
 }
 
 
 # ----------------------------------------------------------------------------- correctors
 
-def langevin(sde: sde_lib.SDE, score_fn, snr: float, n_steps: int) -> Step:
-  """Langevin MCMC with the signal-to-noise step rule (Song et al. 2021, Algorithm 5).
+def langevin_update(x: Array, score: Array, z: Array, step_size: Array) -> tuple[Array, Array]:
+  """One Langevin step x + eps s + sqrt(2 eps) z with step size eps: [B] or scalar.
 
-  eps_i = 2 alpha_i (snr |z| / |score|)^2 with alpha_i = 1 for VE and
-  alpha_i = 1 - beta_i for VP (the DDPM per-step alpha). For sub-VP the reference
-  indexes `sde.alphas`, which it never defines, and crashes; we use alpha = 1 for
-  it, like VE, since sub-VP has no discrete Markov chain of its own.
+  For a target N(m, v) and a fixed eps this is the AR(1) chain
+  x' - m = (1 - eps/v)(x - m) + sqrt(2 eps) z, whose stationary variance is
+  v / (1 - eps / (2 v)): the discretisation bias that MALA would correct.
+
+  Returns:
+    The new x and its mean x + eps s (both like x).
   """
+  x_mean = x + bcast(step_size, x) * score
+  return x_mean + bcast(jnp.sqrt(2. * step_size), x) * z, x_mean
+
+
+def _langevin_alpha(sde: sde_lib.SDE, t: Array) -> Array:
+  """score_sde's per-step alpha_i of Algorithms 4-5: [B].
+
+  VP: 1 - beta_i of the DDPM chain on the sampler's ladder. VE: 1. Sub-VP: the
+  reference indexes `sde.alphas`, which it never defines, and crashes. Sub-VP has
+  no discrete chain whose beta_i could define alpha_i, so we take alpha = 1 as for
+  VE; VP's 1 - beta_i is within beta_max / N of 1 anyway (2% at N = 1000), so the
+  step is set by snr, as the rule intends.
+  """
+  if isinstance(sde, sde_lib.VPSDE):
+    return 1. - sde.discrete_betas[sde.timestep(t)]
+  return jnp.ones_like(t)
+
+
+def _langevin_chain(score_fn, n_steps: int, step_size_fn) -> Step:
+  """`n_steps` Langevin updates at a fixed t; step_size_fn(t, grad, z) -> [B]."""
 
   def step(key, x, t, t_next):
     del t_next
-    if isinstance(sde, sde_lib.VPSDE):
-      alpha = 1. - sde.discrete_betas[sde.timestep(t)]
-    else:
-      alpha = jnp.ones_like(t)
 
     def one(carry, k):
       x, _ = carry
       grad = score_fn(x, t)
       z = jax.random.normal(k, x.shape)
-      grad_norm = jnp.linalg.norm(grad.reshape(grad.shape[0], -1), axis=-1).mean()
-      noise_norm = jnp.linalg.norm(z.reshape(z.shape[0], -1), axis=-1).mean()
-      step_size = 2 * alpha * (snr * noise_norm / grad_norm) ** 2
-      x_mean = x + bcast(step_size, x) * grad
-      return (x_mean + bcast(jnp.sqrt(2 * step_size), x) * z, x_mean), None
+      return langevin_update(x, grad, z, step_size_fn(t, grad, z)), None
 
     (x, x_mean), _ = jax.lax.scan(one, (x, x), jax.random.split(key, n_steps))
     return x, x_mean
@@ -101,19 +160,58 @@ def langevin(sde: sde_lib.SDE, score_fn, snr: float, n_steps: int) -> Step:
   return step
 
 
+def _batch_norm_mean(v: Array) -> Array:
+  return jnp.linalg.norm(v.reshape(v.shape[0], -1), axis=-1).mean()
+
+
+def langevin(sde: sde_lib.SDE, score_fn, snr: float, n_steps: int) -> Step:
+  """Langevin MCMC with the signal-to-noise step rule (Song et al. 2021, Algorithm 5).
+
+  eps_i = 2 alpha_i (snr |z| / |score|)^2, norms averaged over the batch as in
+  score_sde; alpha_i from `_langevin_alpha`.
+  """
+
+  def step_size(t, grad, z):
+    return 2. * _langevin_alpha(sde, t) * (snr * _batch_norm_mean(z) / _batch_norm_mean(grad)) ** 2
+
+  return _langevin_chain(score_fn, n_steps, step_size)
+
+
+def ald(sde: sde_lib.SDE, score_fn, snr: float, n_steps: int) -> Step:
+  """Annealed Langevin dynamics as a corrector (score_sde's AnnealedLangevinDynamics).
+
+  eps_i = 2 alpha_i (snr sigma_t)^2 with sigma_t the marginal std at t: Song &
+  Ermon's alpha_i proportional to sigma_i^2 (2019, Algorithm 1) written with the SNR
+  constant; alpha_i from `_langevin_alpha` (1 for VE and sub-VP).
+  """
+
+  def step_size(t, grad, z):
+    del grad, z
+    return 2. * _langevin_alpha(sde, t) * (snr * sde.marginal_std(t)) ** 2
+
+  return _langevin_chain(score_fn, n_steps, step_size)
+
+
 def no_corrector(sde, score_fn, snr, n_steps) -> Step:
   del sde, score_fn, snr, n_steps
   return lambda key, x, t, t_next: (x, x)
 
 
-CORRECTORS = {'langevin': langevin, 'none': no_corrector}
+CORRECTORS = {'langevin': langevin, 'ald': ald, 'none': no_corrector}
 
 
-# ----------------------------------------------------------------------------- drivers
+# ----------------------------------------------------------------------------- PC driver
 
 def time_grid(sde: sde_lib.SDE, eps: float, num_steps: int) -> Array:
   """N points from T down to eps: [N]."""
   return jnp.linspace(sde.T, eps, num_steps)
+
+
+def _pc_steps(sde, score_fn, predictor, corrector, snr, n_steps_each, probability_flow):
+  """Builds (predictor step, corrector step); an impossible SDE/step pair raises here."""
+  pred = lookup(PREDICTORS, predictor, 'sampling.predictor')(sde, score_fn, probability_flow)
+  corr = lookup(CORRECTORS, corrector, 'sampling.corrector')(sde, score_fn, snr, n_steps_each)
+  return pred, corr
 
 
 def pc_sample(key: Array, score_fn, sde: sde_lib.SDE, shape: tuple[int, ...], *,
@@ -134,8 +232,8 @@ def pc_sample(key: Array, score_fn, sde: sde_lib.SDE, shape: tuple[int, ...], *,
   # The discrete predictors/correctors step along the sampler's own N-level grid.
   # score_fn keeps the SDE it was built with, so discrete models keep their labels.
   sde = dataclasses.replace(sde, N=n)
-  pred = lookup(PREDICTORS, predictor, 'sampling.predictor')(sde, score_fn, probability_flow)
-  corr = lookup(CORRECTORS, corrector, 'sampling.corrector')(sde, score_fn, snr, n_steps_each)
+  pred, corr = _pc_steps(sde, score_fn, predictor, corrector, snr, n_steps_each,
+                         probability_flow)
   grid = time_grid(sde, eps, n)
   t_next = jnp.concatenate([grid[1:], jnp.zeros((1,))])  # the last step ends at 0
 
@@ -159,19 +257,106 @@ def pc_nfe(num_steps: int, predictor: str, corrector: str, n_steps_each: int) ->
   return num_steps * ((predictor != 'none') + (corrector != 'none') * n_steps_each)
 
 
+# ----------------------------------------------------------------------------- NCSN v1
+
+INITS = {
+    'uniform': lambda key, shape, sde: jax.random.uniform(key, shape),    # Song & Ermon 2019
+    'prior': lambda key, shape, sde: sde.prior_sampling(key, shape),      # N(0, sigma_1^2 I)
+}
+
+
+def annealed_langevin_ncsn(key: Array, score_fn, sde: sde_lib.VESDE, shape: tuple[int, ...], *,
+                           n_steps_each: int, step_lr: float, denoise: bool = False,
+                           init: str = 'uniform') -> tuple[Array, int]:
+  """Annealed Langevin dynamics, Song & Ermon 2019, Algorithm 1.
+
+      x_0 ~ U[0, 1]
+      for i = 1..L:  alpha_i = step_lr sigma_i^2 / sigma_L^2
+        for t = 1..T:  x <- x + alpha_i / 2 s(x, sigma_i) + sqrt(alpha_i) z
+      (denoise, NCSNv2's final step:  x <- x + sigma_L^2 s(x, sigma_L))
+
+  The L = sde.N noise levels sigma_1 > ... > sigma_L are the VE SDE's geometric
+  ladder (`sde.discrete_sigmas`, reversed), so NCSN v1's 1 -> 0.01, L = 10 is
+  VESDE(sigma_max=1, sigma_min=0.01, N=10). The score at sigma_i is
+  score_fn(x, t_i) with t_i = sde.t_from_ve_sigma(sigma_i): sigma(t_i) = sigma_i,
+  and a discrete model's `sde.timestep(t_i)` is level i's label (0 = least noise).
+
+  Args:
+    shape: global sample shape [B, ...].
+    n_steps_each: T, Langevin steps per noise level.
+    step_lr: the paper's epsilon (2e-5).
+    init: 'uniform' (the paper's U[0, 1]) or 'prior' (N(0, sigma_1^2 I)).
+  Returns:
+    Samples [B, ...] and the number of score evaluations, L T (+1 with denoise).
+  """
+  _check_ncsn_sde(sde)
+  draw_init = lookup(INITS, init, 'init')
+  sigmas = sde.discrete_sigmas[::-1]                       # sigma_1 > ... > sigma_L
+  times = sde.t_from_ve_sigma(sigmas)
+  step_sizes = step_lr * sigmas ** 2 / sigmas[-1] ** 2     # alpha_i
+  vec = lambda s: jnp.full((shape[0],), s)
+
+  def level(x, inputs):
+    k, t, alpha = inputs
+
+    def one(x, k):
+      # x + alpha/2 s + sqrt(alpha) z is a Langevin update with eps = alpha / 2.
+      z = jax.random.normal(k, x.shape)
+      return langevin_update(x, score_fn(x, vec(t)), z, alpha / 2.)[0], None
+
+    return jax.lax.scan(one, x, jax.random.split(k, n_steps_each))[0], None
+
+  init_key, key = jax.random.split(key)
+  x = draw_init(init_key, shape, sde)
+  x, _ = jax.lax.scan(level, x, (jax.random.split(key, sde.N), times, step_sizes))
+  if denoise:
+    x = x + sigmas[-1] ** 2 * score_fn(x, vec(times[-1]))
+  return x, ald_ncsn_nfe(sde.N, n_steps_each, denoise)
+
+
+def _check_ncsn_sde(sde: sde_lib.SDE) -> None:
+  if not isinstance(sde, sde_lib.VESDE):
+    raise ConfigError(f"sampling.method='ald_ncsn' needs training.sde=vesde, not "
+                      f'{type(sde).__name__}: NCSN v1 anneals VE noise levels')
+
+
+def ald_ncsn_nfe(num_levels: int, n_steps_each: int, denoise: bool) -> int:
+  """Score evaluations of `annealed_langevin_ncsn`: L T, plus one to denoise."""
+  return num_levels * n_steps_each + int(denoise)
+
+
+# ----------------------------------------------------------------------------- from config
+
+def _pc_from_config(s, sde: sde_lib.SDE, shape):
+  n = s.num_steps or sde.N
+  # Building the steps is cheap and pure; doing it now (with no score) makes an
+  # impossible SDE/step pair a ConfigError here rather than at trace time.
+  _pc_steps(dataclasses.replace(sde, N=n), None, s.predictor, s.corrector, s.snr,
+            s.n_steps_each, s.probability_flow)
+  sampler = functools.partial(
+      pc_sample, sde=sde, shape=shape, predictor=s.predictor, corrector=s.corrector,
+      snr=s.snr, n_steps_each=s.n_steps_each, probability_flow=s.probability_flow,
+      denoise=s.noise_removal, eps=s.eps, num_steps=n)
+  return sampler, pc_nfe(n, s.predictor, s.corrector, s.n_steps_each)
+
+
+def _ald_ncsn_from_config(s, sde: sde_lib.SDE, shape):
+  _check_ncsn_sde(sde)
+  sde = dataclasses.replace(sde, N=s.num_steps or sde.N)   # L levels on the model's range
+  sampler = functools.partial(
+      annealed_langevin_ncsn, sde=sde, shape=shape, n_steps_each=s.n_steps_each,
+      step_lr=s.step_lr, denoise=s.noise_removal)
+  return sampler, ald_ncsn_nfe(sde.N, s.n_steps_each, s.noise_removal)
+
+
+SAMPLERS = {'pc': _pc_from_config, 'ald_ncsn': _ald_ncsn_from_config}
+
+
 def get_sampler(config, sde: sde_lib.SDE, shape: tuple[int, ...]):
   """Binds `config.sampling.*` into `sample(key, score_fn) -> (x, nfe)`.
 
   Returns:
     The sampler and its NFE (a Python int, known before running it).
   """
-  s = config.sampling
-  lookup(PREDICTORS, s.predictor, 'sampling.predictor')
-  lookup(CORRECTORS, s.corrector, 'sampling.corrector')
-  if s.method != 'pc':
-    raise ConfigError(f"sampling.method={s.method!r} is unknown; valid: pc")
-  sampler = functools.partial(
-      pc_sample, sde=sde, shape=shape, predictor=s.predictor, corrector=s.corrector,
-      snr=s.snr, n_steps_each=s.n_steps_each, probability_flow=s.probability_flow,
-      denoise=s.noise_removal, eps=s.eps, num_steps=s.num_steps or None)
-  return sampler, pc_nfe(s.num_steps or sde.N, s.predictor, s.corrector, s.n_steps_each)
+  build = lookup(SAMPLERS, config.sampling.method, 'sampling.method')
+  return build(config.sampling, sde, shape)

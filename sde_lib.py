@@ -79,8 +79,15 @@ class SDE(abc.ABC):
     """Inverse of `ve_sigma`: the time at which the VE-view noise level is sigma."""
 
   def timestep(self, t: Array) -> Array:
-    """Index of the discrete noise level used at time t (0 = least noise): [B] int32."""
-    return jnp.round(t * (self.N - 1) / self.T).astype(jnp.int32)
+    """Index of the discrete noise level used at time t (0 = least noise): [B] int32.
+
+    floor(t (N - 1) / T), as score_sde: on a sampler grid linspace(T, eps, N) with
+    eps (N - 1) < 1 it visits every level once (rounding would skip level 0 and
+    repeat another once eps N >= 1/2). The small slack keeps t = i / (N - 1), as the discrete losses
+    draw it, on level i despite float32 rounding (ulp(1000) = 6e-5).
+    """
+    x = t * (self.N - 1) / self.T
+    return jnp.floor(x + 1e-4 + 4e-7 * x).astype(jnp.int32)
 
   def discretize(self, x: Array, t: Array) -> tuple[Array, Array]:
     """One step x_{i+1} = x_i + f_i + G_i z_i of the forward process.

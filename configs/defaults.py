@@ -38,6 +38,7 @@ def get_default_configs() -> ml_collections.ConfigDict:
   sampling.eps = 1e-3                 # 1e-3 for VP/sub-VP, 1e-5 for VE
   sampling.batch_size = 64
   sampling.num_steps = 0              # 0 means use model.num_scales
+  sampling.step_lr = 2e-5             # NCSN v1 annealed Langevin's epsilon (method 'ald_ncsn')
 
   config.eval = evaluate = ml_collections.ConfigDict()
   evaluate.begin_ckpt = 1

@@ -144,3 +144,12 @@ def test_reverse_process_with_exact_score_recovers_gaussian_data(pf):
   x, _ = jax.lax.scan(body, x0, (jax.random.split(jax.random.PRNGKey(7), n), ts[:-1], ts[1:]))
   # 20k samples: SE of the std is 0.5/200 = 0.0025; O(dt) solver bias is below 1%.
   assert abs(float(jnp.std(x)) - 0.5) < 5 * 0.0025 + 0.005
+
+
+@pytest.mark.parametrize('n,eps', [(1000, 1e-3), (1000, 1e-5), (2000, 1e-4), (10, 1e-3)])
+def test_timestep_visits_each_level_once_and_inverts_loss_times(n, eps):
+  sde = sde_lib.VPSDE(N=n)
+  grid = jnp.linspace(sde.T, eps, n)             # the samplers' grid
+  np.testing.assert_array_equal(np.sort(np.asarray(sde.timestep(grid))), np.arange(n))
+  i = jnp.arange(n)
+  np.testing.assert_array_equal(sde.timestep(i / (n - 1) * sde.T), i)   # the losses' times

@@ -1,0 +1,298 @@
+"""Samplers against exact answers: exact scores, no training.
+
+- Every predictor x corrector pair on VE, VP and sub-VP draws the 2-D mixture
+  `exact.default_gmm(2)` with its exact score; the samples' mean and covariance
+  must match the mixture's within 4 Monte Carlo standard errors plus a
+  discretisation allowance measured with 64,000 samples (see ALLOWANCE).
+- A Langevin chain on a Gaussian is an AR(1) process with a closed-form
+  stationary variance; the shared update and the correctors reproduce it.
+- On Gaussian data every step is affine, so the output laws of ancestral
+  sampling on a coarse ladder and of NCSN v1's annealed Langevin dynamics are
+  known exactly (`ancestral_output_law`, `ncsn_output_law`).
+- The returned NFE equals the number of score calls, counted eagerly.
+"""
+import dataclasses
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import sampling
+import sde_lib
+from configs.defaults import get_default_configs
+from errors import ConfigError
+from tests import exact
+
+GMM = exact.default_gmm(2)
+SDES = {'ve': (sde_lib.VESDE(sigma_max=10.), 1e-5),   # sigma_max ~ the mixture's diameter
+        'vp': (sde_lib.VPSDE(), 1e-3),
+        'subvp': (sde_lib.subVPSDE(), 1e-3)}
+PREDICTORS = ['euler_maruyama', 'reverse_diffusion', 'ancestral_sampling', 'none']
+CORRECTORS = ['langevin', 'ald', 'none']
+PAIRS = [(p, c) for p, c in itertools.product(PREDICTORS, CORRECTORS) if (p, c) != ('none', 'none')]
+N_STEPS, BATCH = 200, 4000
+
+# Discretisation allowance (absolute, on any entry of the mean / covariance) at
+# N_STEPS = 200, snr = 0.16 with a predictor; snr = 0.3 and 5 steps per level
+# corrector-only. Measured with 64,000 samples (their own standard error is
+# 0.008 on the mean, 0.024 on the covariance), largest over each class:
+#   with a predictor: VE reverse_diffusion/none has the largest bias, 0.075 on the
+#     mean and 0.22 on the covariance (VP/sub-VP pairs: under 0.03 / 0.06);
+#   corrector only: the chain lags the annealed marginals and leaves ~2% of the
+#     heaviest mode's weight behind (0.50 -> 0.48): up to 0.088 / 0.165;
+#   sub-VP ALD corrector only: its step 2 (snr std)^2 uses sub-VP's std = 1 - alpha^2,
+#     far below the VP one at small t, so the chain cannot follow the growing means
+#     alpha(t) mu_k: the modes end at ~0.92 mu_k (VP: 0.98), under-dispersed: 0.125 / 0.56.
+ALLOWANCE = {'predictor': (0.1, 0.3), 'corrector_only': (0.12, 0.25),
+             'subvp_ald_only': (0.17, 0.75)}
+
+
+def mixture_moments(gmm):
+  """Exact mean [D], covariance [D, D], and the per-sample std of x and of
+  (x - m)(x - m)^T [D, D] (from 10^6 draws), which set the standard errors."""
+  w, mu, s = (np.asarray(a, np.float64) for a in (gmm.weights, gmm.means, gmm.stds))
+  mean = w @ mu
+  second = sum(wk * (sk ** 2 * np.eye(gmm.dim) + np.outer(m, m)) for wk, m, sk in zip(w, mu, s))
+  d = np.asarray(gmm.sample(jax.random.PRNGKey(123), 1_000_000), np.float64) - mean
+  return mean, second - np.outer(mean, mean), d.std(0), (d[:, :, None] * d[:, None, :]).std(0)
+
+
+MEAN, COV, SD_X, SD_XX = mixture_moments(GMM)
+
+
+def sampling_config(sde_name, **fields):
+  config = get_default_configs()
+  config.training.sde = {'ve': 'vesde', 'vp': 'vpsde', 'subvp': 'subvpsde'}[sde_name]
+  for name, value in fields.items():
+    setattr(config.sampling, name, value)
+  return config
+
+
+@pytest.mark.parametrize('sde_name', list(SDES))
+@pytest.mark.parametrize('predictor,corrector', PAIRS, ids=lambda v: v)
+def test_pc_sampler_matches_mixture_moments(sde_name, predictor, corrector):
+  sde, eps = SDES[sde_name]
+  only_corrector = predictor == 'none'
+  config = sampling_config(sde_name, predictor=predictor, corrector=corrector, eps=eps,
+                           num_steps=N_STEPS, snr=0.3 if only_corrector else 0.16,
+                           n_steps_each=5 if only_corrector else 1)
+  if sde_name == 'subvp' and predictor == 'ancestral_sampling':
+    with pytest.raises(ConfigError, match='no scheme for subVPSDE') as err:
+      sampling.get_sampler(config, sde, (BATCH, 2))   # at build time, before any tracing
+    assert '\n' not in str(err.value)
+    return
+  sampler, nfe = sampling.get_sampler(config, sde, (BATCH, 2))
+  per_step = (not only_corrector) + (corrector != 'none') * config.sampling.n_steps_each
+  assert nfe == N_STEPS * per_step
+  x = jax.jit(lambda k: sampler(k, GMM.score_fn(sde))[0])(jax.random.PRNGKey(1))
+  x = np.asarray(x, np.float64)
+  assert np.isfinite(x).all()
+
+  cls = ('predictor' if not only_corrector else
+         'subvp_ald_only' if (sde_name, corrector) == ('subvp', 'ald') else 'corrector_only')
+  allow_mean, allow_cov = ALLOWANCE[cls]
+  mean_err = np.abs(x.mean(0) - MEAN)
+  cov_err = np.abs(np.cov(x.T) - COV)
+  assert (mean_err <= 4 * SD_X / np.sqrt(BATCH) + allow_mean).all(), (mean_err, x.mean(0), MEAN)
+  assert (cov_err <= 4 * SD_XX / np.sqrt(BATCH) + allow_cov).all(), (cov_err, np.cov(x.T), COV)
+
+
+def ancestral_output_law(sde, m0, s0):
+  """Exact mean and variance of `ancestral_sampling` (denoised) on data N(m0, s0^2).
+
+  The score of level i is -(x - mu_i) / v_i, so each step of Eq. 47 is affine in x:
+    VE:  x' = x + d_i s + sqrt(sigma_{i-1}^2 d_i / sigma_i^2) z,  d_i = sigma_i^2 - sigma_{i-1}^2;
+    VP:  x' = (x + beta_i s) / sqrt(1 - beta_i) + sqrt(beta_i) z  (no noise at i = 0: denoise).
+  """
+  if isinstance(sde, sde_lib.VESDE):
+    sigmas = np.asarray(sde.discrete_sigmas, np.float64)
+    mean, var = 0., sigmas[-1] ** 2
+    for i in range(sde.N - 1, -1, -1):
+      prev2 = sigmas[i - 1] ** 2 if i else 0.
+      d = sigmas[i] ** 2 - prev2
+      c = 1. - d / (s0 ** 2 + sigmas[i] ** 2)
+      mean, var = m0 + c * (mean - m0), c ** 2 * var + prev2 * d / sigmas[i] ** 2
+    return mean, var
+  betas = np.asarray(sde.discrete_betas, np.float64)
+  abar = np.cumprod(1. - betas)
+  mean, var = 0., 1.
+  for i in range(sde.N - 1, -1, -1):
+    mu, v, b = np.sqrt(abar[i]) * m0, abar[i] * s0 ** 2 + 1. - abar[i], betas[i]
+    c = (1. - b / v) / np.sqrt(1. - b)
+    mean, var = mu / np.sqrt(1. - b) + c * (mean - mu), c ** 2 * var + (b if i else 0.)
+  return mean, var
+
+
+@pytest.mark.parametrize('sde_name,n', [('ve', 10), ('vp', 30)])
+def test_ancestral_sampling_on_a_coarse_ladder_has_its_exact_law(sde_name, n):
+  """With Gaussian data and few levels the ancestral chain's own law, not the data's,
+  is the reference: 5 standard errors, at an N where using the reverse-diffusion
+  noise instead of Eq. 47's (VE), or dropping 1/sqrt(1 - beta) (VP), is far outside."""
+  sde, eps = SDES[sde_name]
+  sde = dataclasses.replace(sde, N=n)   # the score of an n-level discrete model
+  m0, s0, b = 0.4, 0.5, 100_000
+  data = exact.gaussian(1, std=s0, mean=m0)
+  x, _ = jax.jit(lambda k: sampling.pc_sample(
+      k, data.score_fn(sde, discrete=True), sde, (b, 1), predictor='ancestral_sampling',
+      corrector='none', eps=eps))(jax.random.PRNGKey(4))
+  mean, var = ancestral_output_law(sde, m0, s0)
+  x = np.asarray(x, np.float64)
+  np.testing.assert_allclose(x.var(), var, rtol=5 * np.sqrt(2 / b))           # 2.2%
+  np.testing.assert_allclose(x.mean(), mean, atol=5 * np.sqrt(var / b))
+
+
+def test_ancestral_rejects_probability_flow():
+  config = sampling_config('vp', predictor='ancestral_sampling', probability_flow=True)
+  with pytest.raises(ConfigError, match='probability_flow'):
+    sampling.get_sampler(config, SDES['vp'][0], (8, 2))
+
+
+# ----------------------------------------------------------------------------- Langevin
+
+def test_langevin_update_has_the_ar1_stationary_variance():
+  """x' = x + eps s + sqrt(2 eps) z with s = -(x - m)/v is x' - m = (1 - r)(x - m) + sqrt(2 eps) z,
+  r = eps / v. Its stationary variance V solves V = (1 - r)^2 V + 2 eps:
+  V = 2 eps / (r (2 - r)) = v / (1 - eps / (2 v)), above v by the discretisation bias."""
+  v, m, n = 0.8 ** 2, 0.7, 200_000
+  r = jnp.array([0.1, 0.5, 1.0])
+  eps = r * v
+
+  def body(x, k):
+    z = jax.random.normal(k, x.shape)
+    return sampling.langevin_update(x, -(x - m) / v, z, eps)[0], None
+
+  # From x = m the variance after k steps is V (1 - (1 - r)^(2k)): 200 steps reach V.
+  x, _ = jax.lax.scan(body, jnp.full((3, n), m), jax.random.split(jax.random.PRNGKey(0), 200))
+  x = np.asarray(x, np.float64)
+  expected = v / (1 - np.asarray(eps) / (2 * v))              # 1.053 v, 1.333 v, 2 v
+  np.testing.assert_allclose(x.var(1), expected, rtol=5 * np.sqrt(2 / n))   # 5 SE: 1.6%
+  np.testing.assert_allclose(x.mean(1), m, atol=5 * np.sqrt(expected.max() / n))
+
+
+@pytest.mark.parametrize('sde_name,corrector', [('ve', 'ald'), ('vp', 'ald'), ('subvp', 'ald'),
+                                                ('ve', 'langevin'), ('vp', 'langevin')])
+def test_corrector_at_fixed_t_has_its_stationary_variance(sde_name, corrector):
+  """Gaussian data N(m0, s0^2): p_t = N(a m0, v), v = a^2 s0^2 + std^2.
+
+  ald: fixed eps = 2 alpha (snr std)^2, so V = v / (1 - eps / (2 v)) as above.
+  langevin: eps = 2 alpha (snr E|z| / E|s|)^2 with batch-mean norms; with x ~ N(a m0, V)
+  E|s| = E|z| sqrt(V) / v, so eps = 2 alpha snr^2 v^2 / V, and V = v / (1 - eps / (2 v))
+  solves to V = v (1 + alpha snr^2) (exact for a large batch).
+  alpha = 1 - beta_i for VP, 1 otherwise.
+  """
+  sde = dataclasses.replace(SDES[sde_name][0], N=100)
+  m0, s0, snr, n = 0.3, 0.5, 0.5, 100_000
+  data = exact.gaussian(1, std=s0, mean=m0)
+  t = jnp.full((n,), 0.5)
+  a, std = float(sde.alpha(t)[0]), float(sde.marginal_std(t)[0])
+  v = a ** 2 * s0 ** 2 + std ** 2
+  step = sampling.CORRECTORS[corrector](sde, data.score_fn(sde), snr, 200)
+  k0, k1 = jax.random.split(jax.random.PRNGKey(2))
+  x0 = a * m0 + np.sqrt(v) * jax.random.normal(k0, (n, 1))
+  x, _ = jax.jit(step)(k1, x0, t, t)
+  alpha = 1. - float(sde.discrete_betas[sde.timestep(t)][0]) if sde_name == 'vp' else 1.
+  if corrector == 'langevin':
+    expected = v * (1 + alpha * snr ** 2)
+  else:
+    eps = 2 * alpha * (snr * std) ** 2
+    expected = v / (1 - eps / (2 * v))
+  x = np.asarray(x, np.float64)
+  assert expected > 1.05 * v                                    # the bias is visible at this n
+  np.testing.assert_allclose(x.var(), expected, rtol=5 * np.sqrt(2 / n))   # 5 SE: 2.2%
+  np.testing.assert_allclose(x.mean(), a * m0, atol=5 * np.sqrt(expected / n))
+
+
+# ----------------------------------------------------------------------------- NCSN v1
+
+def ncsn_output_law(sigmas, n_steps_each, step_lr, m0, s0, denoise):
+  """Exact mean and variance of Algorithm 1's output for data N(m0, s0^2) from U[0, 1].
+
+  At level i the score is -(x - m0) / v_i, v_i = s0^2 + sigma_i^2, so each step
+  maps (mean - m0, var) linearly: (c (mean - m0), c^2 var + alpha_i), c = 1 - alpha_i / (2 v_i).
+  """
+  sigmas = np.asarray(sigmas, np.float64)
+  mean, var = 0.5, 1. / 12.
+  for sigma in sigmas:
+    alpha = step_lr * sigma ** 2 / sigmas[-1] ** 2
+    c = 1. - alpha / 2. / (s0 ** 2 + sigma ** 2)
+    for _ in range(n_steps_each):
+      mean, var = m0 + c * (mean - m0), c ** 2 * var + alpha
+  if denoise:                                           # x + sigma_L^2 s
+    c = 1. - sigmas[-1] ** 2 / (s0 ** 2 + sigmas[-1] ** 2)
+    mean, var = m0 + c * (mean - m0), c ** 2 * var
+  return mean, var
+
+
+@pytest.mark.parametrize('denoise', [False, True])
+def test_ncsn_annealed_langevin_recovers_gaussian_data(denoise):
+  """The paper's settings (sigma 1 -> 0.01, L = 10, T = 100, eps = 2e-5) with the exact
+  score. Against the exact output law: 5 standard errors. Against the data variance:
+  NCSN v1 itself overshoots by 6.2% (6.0% denoised) here, because at the lowest
+  levels alpha_i / 2 = 1e-5 is too small to remove the noise the higher levels
+  left; the allowance is 7%."""
+  m0, s0, n = 0.3, 0.3, 100_000
+  sde = sde_lib.VESDE(sigma_min=0.01, sigma_max=1., N=10)
+  data = exact.gaussian(1, std=s0, mean=m0)
+  config = sampling_config('ve', method='ald_ncsn', n_steps_each=100, step_lr=2e-5,
+                           noise_removal=denoise, num_steps=0)
+  sampler, nfe = sampling.get_sampler(config, sde, (n, 1))
+  # discrete=True: the score of level i is read at sde.timestep(t_i), so a wrong
+  # time convention would pick another noise level.
+  x, nfe_run = jax.jit(lambda k: sampler(k, data.score_fn(sde, discrete=True)))(
+      jax.random.PRNGKey(3))
+  assert nfe == nfe_run == 10 * 100 + denoise
+  mean, var = ncsn_output_law(sde.discrete_sigmas[::-1], 100, 2e-5, m0, s0, denoise)
+  x = np.asarray(x, np.float64)
+  np.testing.assert_allclose(x.var(), var, rtol=5 * np.sqrt(2 / n))           # 2.2%
+  np.testing.assert_allclose(x.mean(), mean, atol=5 * np.sqrt(var / n))
+  assert abs(var / s0 ** 2 - 1) < 0.07, var / s0 ** 2
+  np.testing.assert_allclose(x.var(), s0 ** 2, rtol=0.07 + 5 * np.sqrt(2 / n))
+
+
+def test_ncsn_needs_a_ve_sde():
+  config = sampling_config('vp', method='ald_ncsn', step_lr=2e-5)
+  with pytest.raises(ConfigError, match='vesde'):
+    sampling.get_sampler(config, SDES['vp'][0], (8, 2))
+
+
+def test_unknown_method_lists_the_valid_ones():
+  with pytest.raises(ConfigError, match='ald_ncsn, pc'):
+    sampling.get_sampler(sampling_config('vp', method='ddim'), SDES['vp'][0], (8, 2))
+
+
+# ----------------------------------------------------------------------------- NFE
+
+def counting(score_fn):
+  """score_fn plus a call counter; with jit disabled every scan step runs in Python."""
+  calls = []
+
+  def counted(x, t):
+    calls.append(1)
+    return score_fn(x, t)
+
+  return counted, calls
+
+
+@pytest.mark.parametrize('sde_name,predictor,corrector', [
+    ('ve', 'ancestral_sampling', 'langevin'), ('vp', 'reverse_diffusion', 'ald'),
+    ('subvp', 'none', 'langevin'), ('vp', 'euler_maruyama', 'none')])
+def test_pc_nfe_counts_score_calls(sde_name, predictor, corrector):
+  sde, eps = SDES[sde_name]
+  config = sampling_config(sde_name, predictor=predictor, corrector=corrector, eps=eps,
+                           num_steps=4, n_steps_each=3)
+  sampler, nfe = sampling.get_sampler(config, sde, (3, 2))
+  score_fn, calls = counting(GMM.score_fn(sde))
+  with jax.disable_jit():
+    _, nfe_run = sampler(jax.random.PRNGKey(0), score_fn)
+  assert len(calls) == nfe == nfe_run
+
+
+def test_ncsn_nfe_counts_score_calls():
+  sde = sde_lib.VESDE(sigma_min=0.01, sigma_max=1., N=3)
+  score_fn, calls = counting(GMM.score_fn(sde))
+  with jax.disable_jit():
+    _, nfe = sampling.annealed_langevin_ncsn(jax.random.PRNGKey(0), score_fn, sde, (3, 2),
+                                             n_steps_each=2, step_lr=2e-5, denoise=True)
+  assert len(calls) == nfe == 3 * 2 + 1
