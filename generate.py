@@ -44,7 +44,9 @@ def sample(config: ml_collections.ConfigDict, workdir: str, name: str | None = N
   x, nfe = sampler(jax.random.PRNGKey(config.seed), params)
   x = parallel.to_host(x)
   seconds = time.time() - tic
-  name = name or f'{config.sampling.predictor}_{config.sampling.corrector}_ckpt{step}'
+  s = config.sampling
+  kind = f'{s.predictor}_{s.corrector}' if s.method == 'pc' else s.method
+  name = name or f'{kind}_ckpt{step}'
   reference = None if ds.is_image else ds.batch(0, len(x) * jax.process_count())
   meta = {'checkpoint_step': step, 'nfe': nfe, 'seconds': seconds, 'num_samples': len(x),
           'sampler': config.sampling.to_dict()}

@@ -15,7 +15,6 @@ batch (as score_sde's solve of the flattened batch).
 """
 from __future__ import annotations
 
-import diffrax
 import flax
 import jax
 import jax.numpy as jnp
@@ -23,17 +22,10 @@ import numpy as np
 
 import sde_lib
 from errors import lookup
+from sampling import pf_ode_drift, solve_ode
 
 Array = jax.Array
 
-# name -> (diffrax solver, score evaluations per attempted step, evaluations at the start).
-# Dopri5/Tsit5/Bosh3 are FSAL: the last stage of a step is the first of the next.
-SOLVERS = {
-    'dopri5': (diffrax.Dopri5, 6, 1),
-    'tsit5': (diffrax.Tsit5, 6, 1),
-    'bosh3': (diffrax.Bosh3, 3, 1),
-    'heun': (diffrax.Heun, 2, 0),
-}
 PROBES = ('rademacher', 'gaussian', 'exact')
 
 
@@ -42,12 +34,6 @@ class LikelihoodResult:
   logp: Array     # [B] log p_eps(x) in model space, nats
   z: Array        # [B, ...] the latent x(T)
   nfe: Array      # scalar int: score evaluations used by the solver
-
-
-def pf_ode_drift(sde: sde_lib.SDE, score_fn: sde_lib.ScoreFn):
-  """f~(x, t) of the probability-flow ODE (Eq. 13) for a scalar time t."""
-  rsde = sde.reverse(score_fn, probability_flow=True)
-  return lambda x, t: rsde.sde(x, jnp.full((x.shape[0],), t))[0]
 
 
 def divergence(fn, x: Array, probe: Array | None) -> Array:
@@ -84,7 +70,6 @@ def log_likelihood(key: Array, score_fn: sde_lib.ScoreFn, sde: sde_lib.SDE, x: A
   Returns:
     LikelihoodResult(logp [B], z [B, ...], nfe).
   """
-  solver_cls, evals_per_step, evals_at_start = lookup(SOLVERS, method, 'eval.method')
   lookup({p: p for p in PROBES}, probe, 'eval.probe')
   drift = pf_ode_drift(sde, score_fn)
   if probe == 'rademacher':
@@ -94,18 +79,12 @@ def log_likelihood(key: Array, score_fn: sde_lib.ScoreFn, sde: sde_lib.SDE, x: A
   else:
     e = None
 
-  def vector_field(t, state, args):
-    del args
+  def vector_field(t, state):
     y, _ = state
     return drift(y, t), divergence(lambda v: drift(v, t), y, e)
 
-  sol = diffrax.diffeqsolve(
-      diffrax.ODETerm(vector_field), solver_cls(), t0=eps, t1=sde.T, dt0=None,
-      y0=(x, jnp.zeros((x.shape[0],), x.dtype)),
-      stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-      max_steps=max_steps)
-  z, delta = sol.ys[0][-1], sol.ys[1][-1]
-  nfe = evals_at_start + evals_per_step * sol.stats['num_steps']
+  (z, delta), nfe = solve_ode(vector_field, (x, jnp.zeros((x.shape[0],), x.dtype)), eps, sde.T,
+                              rtol=rtol, atol=atol, method=method, max_steps=max_steps)
   return LikelihoodResult(logp=sde.prior_logp(z) + delta, z=z, nfe=nfe)
 
 

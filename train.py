@@ -56,13 +56,18 @@ def make_snapshot_sampler(config, sde, model, mesh, data_shape):
   """A jitted `sample(key, params) -> (x, nfe)` with the minimal config sampler."""
   shape = (config.sampling.batch_size,) + tuple(data_shape)
   parallel.check_batch_size(shape[0], 'sampling.batch_size')
-  sampler, nfe = sampling.get_sampler(config, sde, shape)
+  sampler, _ = sampling.get_sampler(config, sde, shape)
 
   def sample(key, params):
-    return sampler(key, mutils.score_fn_from_config(config, sde, model, params))[0]
+    return sampler(key, mutils.score_fn_from_config(config, sde, model, params))
 
-  compiled = jax.jit(sample, out_shardings=parallel.data_sharding(mesh))
-  return lambda key, params: (compiled(key, params), nfe)
+  compiled = jax.jit(sample, out_shardings=(parallel.data_sharding(mesh), parallel.replicated(mesh)))
+
+  def run(key, params):
+    x, nfe = compiled(key, params)
+    return x, int(nfe)   # static for PC samplers; what the adaptive solver used for 'ode'
+
+  return run
 
 
 class _Preemption:

@@ -28,7 +28,7 @@ def get_default_configs() -> ml_collections.ConfigDict:
   training.max_to_keep = 3
 
   config.sampling = sampling = ml_collections.ConfigDict()
-  sampling.method = 'pc'
+  sampling.method = 'pc'              # pc | ald_ncsn | ode (probability-flow ODE, adaptive)
   sampling.predictor = 'euler_maruyama'
   sampling.corrector = 'none'
   sampling.n_steps_each = 1
@@ -38,6 +38,9 @@ def get_default_configs() -> ml_collections.ConfigDict:
   sampling.eps = 1e-3                 # 1e-3 for VP/sub-VP, 1e-5 for VE
   sampling.batch_size = 64
   sampling.num_steps = 0              # 0 means use model.num_scales
+  sampling.ode_method = 'dopri5'      # diffrax solver for method 'ode': dopri5 | tsit5 | bosh3 | heun
+  sampling.rtol = 1e-5
+  sampling.atol = 1e-5
   sampling.step_lr = 2e-5             # NCSN v1 annealed Langevin's epsilon (method 'ald_ncsn')
 
   config.eval = evaluate = ml_collections.ConfigDict()

@@ -163,3 +163,14 @@ def test_sigterm_on_a_checkpoint_step_saves_once_and_stops(tmp_path, monkeypatch
   assert int(state.step) == 4
   assert checkpointing.Checkpointer(str(tmp_path)).all_steps()[-1] == 4
   assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL   # the handler is removed again
+
+
+def test_sample_mode_with_the_adaptive_ode_sampler(tmp_path):
+  config = tiny_config('vesde', n_iters=1)
+  config.training.snapshot_sampling = False
+  train.train_and_evaluate(config, str(tmp_path))
+  config.sampling.method = 'ode'
+  result = generate.sample(config, str(tmp_path), name='ode')
+  meta = json.load(open(result['paths']['json']))
+  assert meta['nfe'] == result['nfe'] and isinstance(meta['nfe'], int) and meta['nfe'] > 6
+  assert np.all(np.isfinite(np.load(result['paths']['npz'])['samples']))
