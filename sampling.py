@@ -23,6 +23,7 @@ import diffrax
 import jax
 import jax.numpy as jnp
 
+import edm
 import sde_lib
 from errors import ConfigError, lookup
 from sde_lib import bcast
@@ -419,7 +420,24 @@ def _ode_from_config(s, sde: sde_lib.SDE, shape):
   return sampler, None   # adaptive: the NFE is known only after the solve
 
 
-SAMPLERS = {'pc': _pc_from_config, 'ald_ncsn': _ald_ncsn_from_config, 'ode': _ode_from_config}
+def _edm_from_config(s, sde: sde_lib.SDE, shape):
+  """Karras et al.'s sampler over the SDE's VE-view range [ve_sigma(eps), ve_sigma(T)]."""
+  n = s.num_steps or sde.N
+  sigma_max = float(sde.ve_sigma(jnp.asarray(sde.T)))
+  sigma_min = float(sde.ve_sigma(jnp.asarray(s.eps)))
+
+  def sampler(key, score_fn):
+    init_key, key = jax.random.split(key)
+    x = sigma_max * jax.random.normal(init_key, shape)   # the VE view of the prior
+    return edm.edm_sample(key, score_fn, sde, x, sigma_max=sigma_max, sigma_min=sigma_min,
+                          num_steps=n, rho=s.rho, s_churn=s.s_churn, s_noise=s.s_noise,
+                          s_tmin=s.s_tmin, s_tmax=s.s_tmax)
+
+  return sampler, 2 * n - 1
+
+
+SAMPLERS = {'pc': _pc_from_config, 'ald_ncsn': _ald_ncsn_from_config, 'ode': _ode_from_config,
+            'edm': _edm_from_config}
 
 
 def get_sampler(config, sde: sde_lib.SDE, shape: tuple[int, ...]):

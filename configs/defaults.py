@@ -28,7 +28,7 @@ def get_default_configs() -> ml_collections.ConfigDict:
   training.max_to_keep = 3
 
   config.sampling = sampling = ml_collections.ConfigDict()
-  sampling.method = 'pc'              # pc | ald_ncsn | ode (probability-flow ODE, adaptive)
+  sampling.method = 'pc'              # pc | ald_ncsn | ode (probability-flow ODE, adaptive) | edm
   sampling.predictor = 'euler_maruyama'
   sampling.corrector = 'none'
   sampling.n_steps_each = 1
@@ -41,6 +41,11 @@ def get_default_configs() -> ml_collections.ConfigDict:
   sampling.ode_method = 'dopri5'      # diffrax solver for method 'ode': dopri5 | tsit5 | bosh3 | heun
   sampling.rtol = 1e-5
   sampling.atol = 1e-5
+  sampling.rho = 7.                   # EDM (Karras et al. 2022): schedule exponent
+  sampling.s_churn = 0.               # EDM: 0 = deterministic Heun (Algorithm 1)
+  sampling.s_noise = 1.
+  sampling.s_tmin = 0.
+  sampling.s_tmax = float('inf')
   sampling.step_lr = 2e-5             # NCSN v1 annealed Langevin's epsilon (method 'ald_ncsn')
 
   config.eval = evaluate = ml_collections.ConfigDict()
