@@ -258,7 +258,7 @@ def test_ncsn_needs_a_ve_sde():
 
 
 def test_unknown_method_lists_the_valid_ones():
-  with pytest.raises(ConfigError, match='ald_ncsn, pc'):
+  with pytest.raises(ConfigError, match='valid: ald_ncsn, edm, ode, pc'):
     sampling.get_sampler(sampling_config('vp', method='ddim'), SDES['vp'][0], (8, 2))
 
 
