@@ -26,7 +26,12 @@ from sampling import pf_ode_drift, solve_ode
 
 Array = jax.Array
 
-PROBES = ('rademacher', 'gaussian', 'exact')
+# Hutchinson probe distributions: key, shape, dtype -> probe; None = exact divergence.
+PROBES = {
+    'rademacher': jax.random.rademacher,
+    'gaussian': jax.random.normal,
+    'exact': None,
+}
 
 
 @flax.struct.dataclass
@@ -70,14 +75,9 @@ def log_likelihood(key: Array, score_fn: sde_lib.ScoreFn, sde: sde_lib.SDE, x: A
   Returns:
     LikelihoodResult(logp [B], z [B, ...], nfe).
   """
-  lookup({p: p for p in PROBES}, probe, 'eval.probe')
+  draw = lookup(PROBES, probe, 'eval.probe')
+  e = None if draw is None else draw(key, x.shape, dtype=x.dtype)
   drift = pf_ode_drift(sde, score_fn)
-  if probe == 'rademacher':
-    e = jax.random.rademacher(key, x.shape, dtype=x.dtype)
-  elif probe == 'gaussian':
-    e = jax.random.normal(key, x.shape, dtype=x.dtype)
-  else:
-    e = None
 
   def vector_field(t, state):
     y, _ = state

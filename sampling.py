@@ -375,7 +375,8 @@ def ode_sample(key: Array, score_fn, sde: sde_lib.SDE, shape: tuple[int, ...], *
     x [B, ...] and the NFE (a scalar array: the solver is adaptive).
   """
   x = sde.prior_sampling(key, shape) if z is None else z
-  x, nfe = solve_ode(lambda t, y: pf_ode_drift(sde, score_fn)(y, t), x, sde.T, eps,
+  drift = pf_ode_drift(sde, score_fn)
+  x, nfe = solve_ode(lambda t, y: drift(y, t), x, sde.T, eps,
                      rtol=rtol, atol=atol, method=method)
   if denoise:
     x, nfe = tweedie_denoise(sde, score_fn, x, jnp.full((x.shape[0],), eps)), nfe + 1
@@ -385,7 +386,8 @@ def ode_sample(key: Array, score_fn, sde: sde_lib.SDE, shape: tuple[int, ...], *
 def ode_encode(score_fn, sde: sde_lib.SDE, x: Array, *, eps: float = 1e-3, rtol: float = 1e-5,
                atol: float = 1e-5, method: str = 'dopri5'):
   """Data -> latent: the PF ODE from eps to T. `ode_sample(z=...)` inverts it."""
-  return solve_ode(lambda t, y: pf_ode_drift(sde, score_fn)(y, t), x, eps, sde.T,
+  drift = pf_ode_drift(sde, score_fn)
+  return solve_ode(lambda t, y: drift(y, t), x, eps, sde.T,
                    rtol=rtol, atol=atol, method=method)
 
 

@@ -96,3 +96,21 @@ def default_gmm(dim: int = 2) -> GaussianMixture:
   means = rng.normal(size=(3, dim))
   means *= 3. / np.linalg.norm(means, axis=1, keepdims=True)
   return GaussianMixture([0.5, 0.3, 0.2], means, [0.3, 0.5, 0.4])
+
+
+def assert_same_moments(x, ref, allowance: float) -> None:
+  """Mean and covariance of samples x [n, D] against a reference sample of the same size.
+
+  Each entry must agree within 5 standard errors of the difference of two independent
+  samples (sqrt(2) times the reference's own, estimated from it) plus `allowance` for
+  the bias of the method under test.
+  """
+  x, ref = np.asarray(x, np.float64), np.asarray(ref, np.float64)
+  n, d = ref.shape
+  c = ref - ref.mean(0)
+  se_mean = ref.std(0) / np.sqrt(n)
+  se_cov = (c[:, :, None] * c[:, None, :]).reshape(n, -1).std(0).reshape(d, d) / np.sqrt(n)
+  assert np.all(np.abs(x.mean(0) - ref.mean(0)) < 5 * np.sqrt(2) * se_mean + allowance), (
+      x.mean(0), ref.mean(0))
+  assert np.all(np.abs(np.cov(x.T) - np.cov(ref.T)) < 5 * np.sqrt(2) * se_cov + allowance), (
+      np.cov(x.T), np.cov(ref.T))

@@ -41,14 +41,7 @@ def test_ode_maps_the_exact_p_T_to_the_data(sde):
        + sde.marginal_std(t1)[:, None] * jax.random.normal(key2, (n, 2)))
   x, nfe = jax.jit(lambda z: sampling.ode_sample(None, DATA.score_fn(sde), sde, z.shape, z=z,
                                                  eps=1e-3, denoise=False))(z)
-  x = np.asarray(x, np.float64)
-  ref = np.asarray(DATA.sample(jax.random.PRNGKey(3), n), np.float64)
-  centred = ref - ref.mean(0)
-  prods = centred[:, :, None] * centred[:, None, :]
-  se_mean, se_cov = ref.std(0) / np.sqrt(n), prods.reshape(n, -1).std(0).reshape(2, 2) / np.sqrt(n)
-  # Two independent samples: the difference has sqrt(2) times the standard error.
-  assert np.all(np.abs(x.mean(0) - ref.mean(0)) < 5 * np.sqrt(2) * se_mean + 0.01)
-  assert np.all(np.abs(np.cov(x.T) - np.cov(ref.T)) < 5 * np.sqrt(2) * se_cov + 0.01)
+  exact.assert_same_moments(x, DATA.sample(jax.random.PRNGKey(3), n), allowance=0.01)
   assert int(nfe) > 6
 
 
