@@ -3,6 +3,7 @@
 Parses flags, sets up devices (and the JAX distributed runtime when asked) and
 dispatches the mode. A user error becomes one line on stderr and exit code 2.
 """
+import importlib
 import os
 import sys
 
@@ -11,13 +12,24 @@ from ml_collections import config_flags
 
 from errors import UserError
 
-MODES = ('train', 'sample')
+# mode -> 'module:function'; each function is f(config, workdir). Imported lazily
+# so that `--mode train` never imports the DSB or evaluation code.
+MODES = {
+    'train': 'train:train_and_evaluate',
+    'sample': 'generate:sample',
+    'inpaint': 'controllable:inpaint_mode',
+    'colorize': 'controllable:colorize_mode',
+    'likelihood': 'evaluate:likelihood_mode',
+    'eval': 'evaluate:eval_mode',
+    'dmcmc': 'dmcmc.run:dmcmc_mode',
+    'dsb': 'dsb.run:dsb_mode',
+}
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/vp/digits_ddpmpp_continuous.py',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, samples and results.')
-flags.DEFINE_enum('mode', 'train', MODES, 'What to run.')
+flags.DEFINE_enum('mode', 'train', list(MODES), 'What to run.')
 flags.DEFINE_string('coordinator_address', None, 'host:port of process 0 (multi-host runs).')
 flags.DEFINE_integer('num_processes', None, 'Number of processes (multi-host runs).')
 flags.DEFINE_integer('process_id', None, 'This process\'s index (multi-host runs).')
@@ -66,13 +78,10 @@ def parse_flags(argv):
 
 def run(config, workdir: str, mode: str):
   """Dispatches one mode; importable so tests can call it directly."""
-  if mode == 'train':
-    import train
-    return train.train_and_evaluate(config, workdir)
-  if mode == 'sample':
-    import generate
-    return generate.sample(config, workdir)
-  raise UserError(f'--mode={mode} is unknown; valid: {", ".join(MODES)}')
+  if mode not in MODES:
+    raise UserError(f'--mode={mode} is unknown; valid: {", ".join(MODES)}')
+  module, function = MODES[mode].split(':')
+  return getattr(importlib.import_module(module), function)(config, workdir)
 
 
 def main(argv):
