@@ -8,10 +8,15 @@ import flax.linen as nn
 import ml_collections
 
 from errors import lookup
-from models import mlp, ncsnpp
+from models import ddpm, mlp, ncsn, ncsnpp
 
 MODELS = {
     'ncsnpp': ncsnpp.NCSNpp,
+    'ddpm': ddpm.DDPM,
+    'ncsn': ncsn.NCSN,
+    'ncsnv2_64': ncsn.NCSNv2_64,
+    'ncsnv2_128': ncsn.NCSNv2_128,
+    'ncsnv2_256': ncsn.NCSNv2_256,
     'mlp': mlp.ScoreMLP,
 }
 

@@ -9,7 +9,7 @@ Arrays are NHWC: `[B, H, W, C]`. Time embeddings are `[B, E]`.
 """
 import functools
 import math
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from errors import lookup
+from models import up_or_down_sampling as fir_ops
 
 # score_sde's `get_act`; 'lrelu' uses BigGAN's slope of 0.2.
 ACTIVATIONS = {
@@ -191,30 +192,71 @@ def naive_downsample(x: jax.Array) -> jax.Array:
 
 
 class Upsample(nn.Module):
-  """Nearest-neighbour 2x upsampling, optionally followed by a 3x3 conv."""
+  """2x upsampling, optionally with a 3x3 conv (score_sde's layerspp.Upsample).
+
+  Without `fir`: nearest neighbour, then the conv. With `fir`: FIR upsampling
+  with `fir_kernel`, fused with the conv when there is one.
+  """
   out_ch: Optional[int] = None
   with_conv: bool = False
+  fir: bool = False
+  fir_kernel: Sequence[float] = (1, 3, 3, 1)
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     """Args: x [B, H, W, C]. Returns: [B, 2H, 2W, out_ch or C]."""
+    out_ch = self.out_ch or x.shape[-1]
+    if self.fir:
+      if not self.with_conv:
+        return fir_ops.upsample_2d(x, self.fir_kernel)
+      return fir_ops.Conv2dResample(out_ch, up=True, resample_kernel=self.fir_kernel,
+                                    kernel_init=default_init())(x)
     h = naive_upsample(x)
     if self.with_conv:
-      h = conv3x3(self.out_ch or x.shape[-1])(h)
+      h = conv3x3(out_ch)(h)
     return h
 
 
 class Downsample(nn.Module):
-  """2x downsampling: a stride-2 3x3 conv, or 2x2 average pooling."""
+  """2x downsampling (score_sde's layerspp.Downsample).
+
+  Without `fir`: a stride-2 3x3 conv, or 2x2 average pooling. With `fir`: FIR
+  downsampling with `fir_kernel`, fused with the conv when there is one.
+  """
   out_ch: Optional[int] = None
   with_conv: bool = False
+  fir: bool = False
+  fir_kernel: Sequence[float] = (1, 3, 3, 1)
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     """Args: x [B, H, W, C]. Returns: [B, H/2, W/2, out_ch or C]."""
+    out_ch = self.out_ch or x.shape[-1]
+    if self.fir:
+      if not self.with_conv:
+        return fir_ops.downsample_2d(x, self.fir_kernel)
+      return fir_ops.Conv2dResample(out_ch, down=True, resample_kernel=self.fir_kernel,
+                                    kernel_init=default_init())(x)
     if self.with_conv:
-      return conv3x3(self.out_ch or x.shape[-1], stride=2)(x)
+      return conv3x3(out_ch, stride=2)(x)
     return naive_downsample(x)
+
+
+class Combine(nn.Module):
+  """Merges the input pyramid into the main path (score_sde's layerspp.Combine).
+
+  A 1x1 conv maps the pyramid x to y's channels, then 'sum' adds and 'cat'
+  concatenates (doubling the channels).
+  """
+  method: str = 'sum'
+
+  @nn.compact
+  def __call__(self, x: jax.Array, y: jax.Array) -> jax.Array:
+    """Args: x [B, H, W, C_x], y [B, H, W, C]. Returns: [B, H, W, C or 2C]."""
+    h = conv1x1(y.shape[-1])(x)
+    if self.method == 'cat':
+      return jnp.concatenate([h, y], axis=-1)
+    return h + y
 
 
 # --------------------------------------------------------------------------
@@ -261,7 +303,7 @@ class ResnetBlockDDPM(nn.Module):
 
 
 class ResnetBlockBigGAN(nn.Module):
-  """BigGAN's residual block (score_sde's ResnetBlockBigGANpp, fir=False).
+  """BigGAN's residual block (score_sde's ResnetBlockBigGANpp).
 
   Like ResnetBlockDDPM, but it can resample (up or down) both branches after
   the first activation, and its shortcut is a 1x1 conv whenever the channels
@@ -269,8 +311,10 @@ class ResnetBlockBigGAN(nn.Module):
 
   Attributes:
     nonlinearity: a key of ACTIVATIONS.
-    up: nearest-neighbour 2x upsampling inside the block.
-    down: 2x2 mean-pool downsampling inside the block.
+    up: 2x upsampling inside the block (nearest neighbour, or FIR).
+    down: 2x downsampling inside the block (2x2 mean pool, or FIR).
+    fir: resample with the FIR filter `fir_kernel`.
+    fir_kernel: 1-D FIR kernel, e.g. (1, 3, 3, 1).
     out_ch: output channels (default: the input's).
     dropout: dropout rate, active only when train=True.
     skip_rescale: divide the residual sum by sqrt(2).
@@ -279,6 +323,8 @@ class ResnetBlockBigGAN(nn.Module):
   nonlinearity: str = 'swish'
   up: bool = False
   down: bool = False
+  fir: bool = False
+  fir_kernel: Sequence[float] = (1, 3, 3, 1)
   out_ch: Optional[int] = None
   dropout: float = 0.1
   skip_rescale: bool = True
@@ -297,9 +343,13 @@ class ResnetBlockBigGAN(nn.Module):
     out_ch = self.out_ch or c
     h = act(group_norm(c)(x))
     if self.up:
-      h, x = naive_upsample(h), naive_upsample(x)
+      up = (functools.partial(fir_ops.upsample_2d, k=self.fir_kernel) if self.fir
+            else naive_upsample)
+      h, x = up(h), up(x)
     elif self.down:
-      h, x = naive_downsample(h), naive_downsample(x)
+      down = (functools.partial(fir_ops.downsample_2d, k=self.fir_kernel) if self.fir
+              else naive_downsample)
+      h, x = down(h), down(x)
     h = conv3x3(out_ch)(h)
     if temb is not None:
       h += dense(out_ch)(act(temb))[:, None, None, :]

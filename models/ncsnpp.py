@@ -1,11 +1,13 @@
 """NCSN++ / DDPM++: the U-Net of Song et al. 2021 (score SDEs), App. H.
 
-The structure follows yang-song/score_sde's models/ncsnpp.py with
-progressive='none', progressive_input='none' and fir=False; for the same config
+The structure follows yang-song/score_sde's models/ncsnpp.py in all its
+options: FIR or nearest/mean-pool resampling, DDPM or BigGAN residual blocks,
+progressive growing of the output (none | output_skip | residual) and of the
+input (none | input_skip | residual, combined by sum | cat). For the same config
 it has the same parameters, with the same names except for the block classes
 (score_sde's ResnetBlockBigGANpp, ResnetBlockDDPMpp, AttnBlockpp). DDPM++
-(score_sde's *_ddpmpp_* configs) is exactly this network; the full NCSN++ adds
-FIR resampling and progressive growing, which arrive with the model-zoo work.
+(score_sde's *_ddpmpp_* configs) is this network with fir=False and no
+progressive growing; NCSN++ turns on FIR and progressive growing (App. H).
 
 The network is a bare function of (x, noise label). It does not know about
 SDEs: the caller computes the label (log sigma for Fourier features, 999 * t
@@ -21,9 +23,13 @@ import ml_collections
 
 from errors import ConfigError
 from models import layers
+from models import utils as model_utils
 
 EMBEDDING_TYPES = ('fourier', 'positional')
 RESBLOCK_TYPES = ('ddpm', 'biggan')
+PROGRESSIVE = ('none', 'output_skip', 'residual')
+PROGRESSIVE_INPUT = ('none', 'input_skip', 'residual')
+PROGRESSIVE_COMBINE = ('sum', 'cat')
 
 
 def tiny_config_overrides() -> dict:
@@ -43,7 +49,7 @@ def tiny_config_overrides() -> dict:
   }
 
 
-def _validate(config: ml_collections.ConfigDict) -> None:
+def validate_unet(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError, one line naming the field and the fix, for bad values."""
   model, data = config.model, config.data
   if model.embedding_type.lower() not in EMBEDDING_TYPES:
@@ -55,14 +61,18 @@ def _validate(config: ml_collections.ConfigDict) -> None:
         f'model.resblock_type={model.resblock_type!r} is unknown; '
         f'use one of {", ".join(RESBLOCK_TYPES)}')
   layers.get_act(model.nonlinearity.lower())  # ConfigError if unknown.
-  if model.fir:
-    raise ConfigError('model.fir=True (FIR resampling) arrives with the '
-                      'model-zoo work; set model.fir=False')
-  for field in ('progressive', 'progressive_input'):
-    if model[field].lower() != 'none':
-      raise ConfigError(
-          f'model.{field}={model[field]!r} (progressive growing) arrives with '
-          f"the model-zoo work; set model.{field}='none'")
+  for field, valid in (('progressive', PROGRESSIVE), ('progressive_input', PROGRESSIVE_INPUT),
+                       ('progressive_combine', PROGRESSIVE_COMBINE)):
+    if model[field].lower() not in valid:
+      raise ConfigError(f'model.{field}={model[field]!r} is unknown; use one of '
+                        f'{", ".join(valid)}')
+  if model.fir and len(model.fir_kernel) < 2:
+    raise ConfigError(f'model.fir_kernel={tuple(model.fir_kernel)} needs at least 2 taps, '
+                      'e.g. (1, 3, 3, 1)')
+  if model.embedding_type.lower() == 'fourier' and not config.training.continuous:
+    raise ConfigError("model.embedding_type='fourier' embeds continuous log-sigma labels; "
+                      "with training.continuous=False use 'positional'")
+  model_utils.check_parameterisation(config)
   if model.attention_type.lower() != 'ddpm':
     raise ConfigError(f'model.attention_type={model.attention_type!r} is '
                       "unknown; use 'ddpm'")
@@ -109,6 +119,17 @@ class NCSNpp(nn.Module):
     init_scale: init scale of each residual branch's last layer and of the
       output conv (0 makes them start at ~0, as score_sde).
     resamp_with_conv: 'ddpm' resampling layers carry a 3x3 conv.
+    fir: resample with the FIR filter `fir_kernel` (StyleGAN2's upfirdn2d)
+      instead of nearest-neighbour / mean pooling.
+    fir_kernel: 1-D FIR kernel, e.g. (1, 3, 3, 1).
+    progressive: output pyramid: 'none'; 'output_skip' (each level adds an
+      RGB-like output to the upsampled one from the level below, as
+      StyleGAN2's skip generator); 'residual' (the upsampled pyramid is a
+      residual added to the main path).
+    progressive_input: input pyramid: 'none'; 'input_skip' (the downsampled
+      image is merged by `progressive_combine` after each downsampling);
+      'residual' (a conv-downsampled pyramid added to the main path).
+    progressive_combine: 'sum' or 'cat', for progressive_input='input_skip'.
     nonlinearity: 'swish', 'elu', 'relu' or 'lrelu'.
     num_channels: C, the image channels (input and output).
     image_size: H = W.
@@ -128,10 +149,17 @@ class NCSNpp(nn.Module):
   skip_rescale: bool = True
   init_scale: float = 0.
   resamp_with_conv: bool = True
+  fir: bool = False
+  fir_kernel: Sequence[float] = (1, 3, 3, 1)
+  progressive: str = 'none'
+  progressive_input: str = 'none'
+  progressive_combine: str = 'sum'
   nonlinearity: str = 'swish'
   num_channels: int = 3
   image_size: int = 32
   centered: bool = True
+
+  tiny_config_overrides = staticmethod(tiny_config_overrides)
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> 'NCSNpp':
@@ -140,7 +168,7 @@ class NCSNpp(nn.Module):
     Raises:
       ConfigError: a field has an unknown or inconsistent value.
     """
-    _validate(config)
+    validate_unet(config)
     model, data = config.model, config.data
     return cls(
         nf=model.nf,
@@ -155,6 +183,11 @@ class NCSNpp(nn.Module):
         skip_rescale=model.skip_rescale,
         init_scale=model.init_scale,
         resamp_with_conv=model.resamp_with_conv,
+        fir=model.fir,
+        fir_kernel=tuple(model.fir_kernel),
+        progressive=model.progressive.lower(),
+        progressive_input=model.progressive_input.lower(),
+        progressive_combine=model.progressive_combine.lower(),
         nonlinearity=model.nonlinearity.lower(),
         num_channels=data.num_channels,
         image_size=data.image_size,
@@ -197,16 +230,21 @@ class NCSNpp(nn.Module):
     temb = self._embed(labels)
 
     resblock_cls = {'ddpm': layers.ResnetBlockDDPM,
-                    'biggan': layers.ResnetBlockBigGAN}[self.resblock_type]
+                    'biggan': functools.partial(layers.ResnetBlockBigGAN, fir=self.fir,
+                                                fir_kernel=self.fir_kernel)}[self.resblock_type]
     resblock = functools.partial(
         resblock_cls, nonlinearity=self.nonlinearity, dropout=self.dropout,
         skip_rescale=self.skip_rescale, init_scale=self.init_scale)
     attn = functools.partial(layers.AttnBlock, skip_rescale=self.skip_rescale,
                              init_scale=self.init_scale)
+    resample = dict(with_conv=self.resamp_with_conv, fir=self.fir, fir_kernel=self.fir_kernel)
+    pyramid_fir = dict(fir=self.fir, fir_kernel=self.fir_kernel)
+    skip = functools.partial(layers.skip_sum, skip_rescale=self.skip_rescale)
     num_levels = len(self.ch_mult)
 
     if not self.centered:
       x = 2 * x - 1.
+    input_pyramid = x
 
     # Downsampling path. `hs` keeps every block's output for the skips.
     hs = [layers.conv3x3(self.nf)(x)]
@@ -218,9 +256,16 @@ class NCSNpp(nn.Module):
         hs.append(h)
       if level != num_levels - 1:
         if self.resblock_type == 'ddpm':
-          h = layers.Downsample(with_conv=self.resamp_with_conv)(hs[-1])
+          h = layers.Downsample(**resample)(hs[-1])
         else:
           h = resblock(down=True)(hs[-1], temb, train)
+        if self.progressive_input == 'input_skip':
+          input_pyramid = layers.Downsample(with_conv=False, **pyramid_fir)(input_pyramid)
+          h = layers.Combine(method=self.progressive_combine)(input_pyramid, h)
+        elif self.progressive_input == 'residual':
+          input_pyramid = layers.Downsample(out_ch=h.shape[-1], with_conv=True,
+                                            **pyramid_fir)(input_pyramid)
+          h = input_pyramid = skip(input_pyramid, h)
         hs.append(h)
 
     # Middle: ResBlock-Attn-ResBlock at the lowest resolution.
@@ -231,19 +276,41 @@ class NCSNpp(nn.Module):
 
     # Upsampling path: num_res_blocks + 1 blocks per level, one per skip, so
     # that every entry of `hs` is consumed exactly once.
+    pyramid = None
     for level in reversed(range(num_levels)):
       for _ in range(self.num_res_blocks + 1):
         h = jnp.concatenate([h, hs.pop()], axis=-1)
         h = resblock(out_ch=self.nf * self.ch_mult[level])(h, temb, train)
       if h.shape[1] in self.attn_resolutions:
         h = attn()(h)
+
+      if self.progressive != 'none':
+        if level == num_levels - 1:
+          # The coarsest level starts the output pyramid.
+          pyramid = act(layers.group_norm(h.shape[-1])(h))
+          if self.progressive == 'output_skip':
+            pyramid = layers.conv3x3(self.num_channels, init_scale=self.init_scale)(pyramid)
+          else:
+            pyramid = layers.conv3x3(h.shape[-1])(pyramid)
+        elif self.progressive == 'output_skip':
+          pyramid = layers.Upsample(with_conv=False, **pyramid_fir)(pyramid)
+          pyramid_h = act(layers.group_norm(h.shape[-1])(h))
+          pyramid_h = layers.conv3x3(self.num_channels, init_scale=self.init_scale)(pyramid_h)
+          pyramid = pyramid + pyramid_h
+        else:
+          pyramid = layers.Upsample(out_ch=h.shape[-1], with_conv=True, **pyramid_fir)(pyramid)
+          h = pyramid = skip(pyramid, h)
+
       if level != 0:
         if self.resblock_type == 'ddpm':
-          h = layers.Upsample(with_conv=self.resamp_with_conv)(h)
+          h = layers.Upsample(**resample)(h)
         else:
           h = resblock(up=True)(h, temb, train)
     assert not hs, len(hs)
 
-    h = act(layers.group_norm(h.shape[-1])(h))
-    h = layers.conv3x3(self.num_channels, init_scale=self.init_scale)(h)
+    if self.progressive == 'output_skip':
+      h = pyramid
+    else:
+      h = act(layers.group_norm(h.shape[-1])(h))
+      h = layers.conv3x3(self.num_channels, init_scale=self.init_scale)(h)
     return h.astype(x.dtype)

@@ -26,6 +26,18 @@ from sde_lib import bcast
 Array = jax.Array
 
 
+def check_parameterisation(config) -> None:
+  """Rejects, at model build time, a config whose output scaling cannot apply.
+
+  Raises:
+    ConfigError: model.scale_by_sigma with a VP/sub-VP SDE, whose networks
+      predict the noise (already divided by std, see `output_scale`).
+  """
+  if config.model.scale_by_sigma and config.training.sde.lower() != 'vesde':
+    raise ConfigError(f'model.scale_by_sigma=True only applies to VE SDEs, not '
+                      f'training.sde={config.training.sde!r}; set model.scale_by_sigma=False')
+
+
 def noise_labels(sde: sde_lib.SDE, t: Array, continuous: bool) -> Array:
   """The conditioning label the network sees at time t: [B] float."""
   if isinstance(sde, sde_lib.VESDE):

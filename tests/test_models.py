@@ -292,9 +292,11 @@ BAD_NCSNPP_CONFIGS = [
     ({'model.attn_resolutions': (2,)}, 'model.attn_resolutions'),
     ({'data.image_size': 10, 'model.ch_mult': (1, 2, 2),
       'model.attn_resolutions': ()}, 'data.image_size'),
-    ({'model.fir': True}, 'model.fir'),
-    ({'model.progressive': 'output_skip'}, 'model.progressive'),
-    ({'model.progressive_input': 'residual'}, 'model.progressive_input'),
+    ({'model.fir': True, 'model.fir_kernel': (1,)}, 'model.fir_kernel'),
+    ({'model.progressive': 'skip'}, 'model.progressive'),
+    ({'model.progressive_input': 'skip'}, 'model.progressive_input'),
+    ({'model.progressive_combine': 'mul'}, 'model.progressive_combine'),
+    ({'model.scale_by_sigma': True}, 'model.scale_by_sigma'),   # the default SDE is VP
     ({'model.name': 'unet'}, 'model.name'),
 ]
 

@@ -1,0 +1,36 @@
+"""NCSN v1 (Song & Ermon 2019) on MNIST: RefineNet, ngf 64, L = 10, sigma 1 -> 0.01.
+
+Needs mnist prepared for TFDS (`tfds build mnist --file_format=array_record`).
+
+    python main.py --config configs/ncsn/mnist_ncsn_discrete.py --workdir runs/mnist_ncsn_discrete --mode train
+
+Tiny override (a few training steps on CPU, on the bundled digits):
+
+    python main.py --config configs/ncsn/mnist_ncsn_discrete.py --workdir runs/tiny --mode train \
+        --config.model.nf=8 --config.data.dataset=digits --config.data.image_size=8 \
+        --config.data.num_channels=1 --config.training.n_jitted_steps=1 --config.training.n_iters=20
+"""
+from configs import published
+from configs.defaults import get_default_configs
+
+
+def get_config():
+  config = get_default_configs()
+  config.data.dataset = 'mnist'
+  config.data.image_size = 28
+  config.data.num_channels = 1
+  config.data.random_flip = False
+  published.refinenet(config, 'ncsn', nf=64)
+  config.model.sigma_max = 1.
+  config.model.num_scales = 10
+  config.model.ema_rate = 0.
+  config.training.batch_size = 128
+  config.training.n_iters = 200000
+  config.training.snapshot_freq = 5000
+  config.training.snapshot_freq_for_preemption = 5000
+  config.optim.lr = 1e-3
+  config.sampling.method = 'ald_ncsn'      # Algorithm 1
+  config.sampling.n_steps_each = 100
+  config.sampling.step_lr = 2e-5
+  config.sampling.noise_removal = False
+  return config

@@ -1,0 +1,23 @@
+"""NCSN++ (VE, SMLD) on CelebA 64x64, as score_sde's configs/ve/celeba_ncsnpp.py.
+
+Needs CelebA prepared for TFDS (`tfds build celeb_a --file_format=array_record`).
+
+    python main.py --config configs/ve/celeba_ncsnpp_discrete.py --workdir runs/celeba_ncsnpp_discrete --mode train
+
+Tiny override (a few training steps on CPU, on the bundled digits):
+
+    python main.py --config configs/ve/celeba_ncsnpp_discrete.py --workdir runs/tiny --mode train \
+        --config.model.nf=8 --config.model.ch_mult='(1,2)' --config.model.num_res_blocks=1 \
+        --config.model.attn_resolutions='(4,)' --config.data.dataset=digits \
+        --config.data.image_size=8 --config.data.num_channels=1 --config.training.n_jitted_steps=1 --config.training.n_iters=20
+"""
+from configs import published
+from configs.default_celeba import get_celeba_configs
+
+
+def get_config():
+  config = get_celeba_configs()
+  published.set_sde(config, 'vesde', continuous=False)
+  published.ncsnpp(config)
+  config.model.embedding_type = 'positional'
+  return config

@@ -1,0 +1,246 @@
+"""RefineNet building blocks of NCSN v1 and NCSNv2 (Song & Ermon 2019, App. A).
+
+The blocks follow RefineNet (Lin et al. 2017) as adapted by ermongroup/ncsn and
+ermongroup/ncsnv2, with the layer structure (and so the parameter shapes) of
+yang-song/score_sde's JAX port (models/layers.py). Every block has a noise-
+conditional form (NCSN v1: CondInstanceNorm++ before each conv of the RCU, CRP
+and MSF blocks, average pooling in CRP) and an unconditional one (NCSNv2: no
+normalisation inside the refine blocks, max pooling in CRP); `conditional`
+switches between them, and `y` ([B] int noise-level indices) is ignored when
+it is False.
+
+Arrays are NHWC: [B, H, W, C].
+"""
+from typing import Optional, Sequence
+
+import flax.linen as nn
+import jax
+
+from models import layers
+from models.normalization import CondInstanceNormPlus, InstanceNormPlus
+
+
+def _pytorch_uniform(fan_in_scale: float = 1.):
+  """PyTorch's default conv init, which NCSN keeps: U(+-1/sqrt(fan_in))."""
+  return jax.nn.initializers.variance_scaling(fan_in_scale / 3., 'fan_in', 'uniform')
+
+
+def ncsn_conv(features: int, kernel: int = 3, dilation: int = 1,
+              bias: bool = True) -> nn.Conv:
+  """NCSN's 'SAME' convolution (3x3 by default), optionally dilated."""
+  return nn.Conv(features, (kernel, kernel), padding='SAME',
+                 kernel_dilation=(dilation, dilation), use_bias=bias,
+                 kernel_init=_pytorch_uniform(),
+                 bias_init=jax.nn.initializers.zeros)
+
+
+def mean_pool(x: jax.Array) -> jax.Array:
+  """2x2 mean pooling: [B, H, W, C] -> [B, H/2, W/2, C]."""
+  return layers.naive_downsample(x)
+
+
+class Norm(nn.Module):
+  """CondInstanceNorm++ when conditional, InstanceNorm++ otherwise."""
+  conditional: bool = False
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, x: jax.Array, y: Optional[jax.Array]) -> jax.Array:
+    """Args: x [B, H, W, C]; y [B] int or None. Returns: [B, H, W, C]."""
+    if self.conditional:
+      return CondInstanceNormPlus(self.num_classes)(x, y)
+    return InstanceNormPlus()(x)
+
+
+class ResidualBlock(nn.Module):
+  """The ResNet backbone block (NCSN's ConditionalResidualBlock / ResidualBlock).
+
+  norm-act-conv-norm-act-conv plus a shortcut. With resample='down' and
+  dilation 1 the second conv and the shortcut are followed by 2x2 mean pooling
+  (ConvMeanPool); with a dilation > 1 the block keeps the resolution and uses
+  dilated 3x3 convolutions instead (Song & Ermon 2019, App. A: dilation
+  replaces subsampling in the deeper stages).
+
+  Attributes:
+    output_dim: output channels.
+    resample: None or 'down'.
+    dilation: dilation of the 3x3 convs.
+    nonlinearity: a key of layers.ACTIVATIONS (NCSN uses 'elu').
+    conditional: CondInstanceNorm++ on the noise level (NCSN v1).
+    num_classes: noise levels L, for the conditional norm.
+  """
+  output_dim: int
+  resample: Optional[str] = None
+  dilation: int = 1
+  nonlinearity: str = 'elu'
+  conditional: bool = False
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, x: jax.Array, y: Optional[jax.Array] = None) -> jax.Array:
+    """Args: x [B, H, W, C]; y [B] int. Returns: [B, H', W', output_dim]."""
+    act = layers.get_act(self.nonlinearity)
+    norm = lambda: Norm(self.conditional, self.num_classes)  # noqa: E731
+    c, out, dil = x.shape[-1], self.output_dim, self.dilation
+    h = act(norm()(x, y))
+    if self.resample == 'down':
+      h = ncsn_conv(c, dilation=dil)(h)
+      h = act(norm()(h, y))
+      if dil > 1:
+        h = ncsn_conv(out, dilation=dil)(h)
+        shortcut = ncsn_conv(out, dilation=dil)(x)
+      else:
+        h = mean_pool(ncsn_conv(out)(h))
+        shortcut = mean_pool(ncsn_conv(out, kernel=1)(x))
+    else:
+      h = ncsn_conv(out, dilation=dil)(h)
+      h = act(norm()(h, y))
+      h = ncsn_conv(out, dilation=dil)(h)
+      if out == c:
+        shortcut = x
+      else:
+        shortcut = ncsn_conv(out, kernel=3 if dil > 1 else 1, dilation=dil)(x)
+    return h + shortcut
+
+
+class RCUBlock(nn.Module):
+  """Residual conv units: n_blocks x (n_stages x [norm]-act-conv) + skip."""
+  features: int
+  n_blocks: int
+  n_stages: int
+  nonlinearity: str = 'elu'
+  conditional: bool = False
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, x: jax.Array, y: Optional[jax.Array] = None) -> jax.Array:
+    act = layers.get_act(self.nonlinearity)
+    for _ in range(self.n_blocks):
+      residual = x
+      for _ in range(self.n_stages):
+        if self.conditional:
+          x = Norm(True, self.num_classes)(x, y)
+        x = ncsn_conv(self.features, bias=False)(act(x))
+      x = x + residual
+    return x
+
+
+class CRPBlock(nn.Module):
+  """Chained residual pooling: n_stages x ([norm]-pool5x5-conv), summed.
+
+  NCSNv2 max-pools; NCSN v1 (conditional) normalises and average-pools.
+  """
+  features: int
+  n_stages: int = 2
+  nonlinearity: str = 'elu'
+  conditional: bool = False
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, x: jax.Array, y: Optional[jax.Array] = None) -> jax.Array:
+    x = layers.get_act(self.nonlinearity)(x)
+    path = x
+    for _ in range(self.n_stages):
+      if self.conditional:
+        path = Norm(True, self.num_classes)(path, y)
+        path = nn.avg_pool(path, (5, 5), strides=(1, 1), padding='SAME')
+      else:
+        path = nn.max_pool(path, (5, 5), strides=(1, 1), padding='SAME')
+      path = ncsn_conv(self.features, bias=False)(path)
+      x = path + x
+    return x
+
+
+class MSFBlock(nn.Module):
+  """Multi-resolution fusion: [norm]-conv each input, resize bilinearly, sum."""
+  shape: Sequence[int]
+  features: int
+  conditional: bool = False
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, xs: Sequence[jax.Array], y: Optional[jax.Array] = None) -> jax.Array:
+    total = 0.
+    for x in xs:
+      if self.conditional:
+        x = Norm(True, self.num_classes)(x, y)
+      h = ncsn_conv(self.features)(x)
+      total = total + jax.image.resize(h, (h.shape[0], *self.shape, h.shape[-1]), 'bilinear')
+    return total
+
+
+class RefineBlock(nn.Module):
+  """RefineNet's refine block: RCU per input, MSF (unless start), CRP, RCU.
+
+  Attributes:
+    shape: output (H, W), the resolution of the skip input.
+    features: output channels.
+    start: only one input (the deepest stage): no fusion.
+    end: the last block: three output RCUs instead of one.
+    nonlinearity, conditional, num_classes: as ResidualBlock.
+  """
+  shape: Sequence[int]
+  features: int
+  start: bool = False
+  end: bool = False
+  nonlinearity: str = 'elu'
+  conditional: bool = False
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, xs: Sequence[jax.Array], y: Optional[jax.Array] = None) -> jax.Array:
+    """Args: xs list of [B, H_i, W_i, C_i]; y [B] int. Returns: [B, *shape, features]."""
+    common = dict(nonlinearity=self.nonlinearity, conditional=self.conditional,
+                  num_classes=self.num_classes)
+    hs = [RCUBlock(x.shape[-1], n_blocks=2, n_stages=2, **common)(x, y) for x in xs]
+    if self.start:
+      h = hs[0]
+    else:
+      h = MSFBlock(self.shape, self.features, conditional=self.conditional,
+                   num_classes=self.num_classes)(hs, y)
+    h = CRPBlock(self.features, 2, **common)(h, y)
+    return RCUBlock(self.features, n_blocks=3 if self.end else 1, n_stages=2, **common)(h, y)
+
+
+def downsampling_factor(stages: Sequence[tuple]) -> int:
+  """How much a backbone spec shrinks the image: 2 per undilated 'down' stage."""
+  factor = 1
+  for _, resample, dilation in stages:
+    if resample == 'down' and dilation == 1:
+      factor *= 2
+  return factor
+
+
+def refine_net(x: jax.Array, y: Optional[jax.Array], *, nf: int, stages: Sequence[tuple],
+               refine_mults: Sequence[int], nonlinearity: str, conditional: bool,
+               num_classes: int) -> jax.Array:
+  """The RefineNet body, called inside a compact module: begin conv, ResNet
+  stages, refine blocks from the deepest stage up, final norm-act.
+
+  Args:
+    x: [B, H, W, C] input (already centred).
+    y: [B] int noise-level indices (conditional) or None.
+    nf: base channels.
+    stages: per stage (channel multiplier, None | 'down', dilation); each stage
+      is a (possibly resampling) block followed by a plain block.
+    refine_mults: channel multiplier of each refine block, deepest first.
+    nonlinearity, conditional, num_classes: as ResidualBlock.
+
+  Returns:
+    [B, H, W, nf] features before the output conv.
+  """
+  assert len(refine_mults) == len(stages), (stages, refine_mults)
+  common = dict(nonlinearity=nonlinearity, conditional=conditional, num_classes=num_classes)
+  h = ncsn_conv(nf)(x)
+  skips = []
+  for mult, resample, dilation in stages:
+    h = ResidualBlock(mult * nf, resample, dilation, **common)(h, y)
+    h = ResidualBlock(mult * nf, None, dilation, **common)(h, y)
+    skips.append(h)
+  ref = None
+  for i, (skip, mult) in enumerate(zip(reversed(skips), refine_mults)):
+    inputs = [skip] if ref is None else [skip, ref]
+    ref = RefineBlock(skip.shape[1:3], mult * nf, start=i == 0, end=i == len(skips) - 1,
+                      **common)(inputs, y)
+  h = Norm(conditional, num_classes)(ref, y)
+  return layers.get_act(nonlinearity)(h)
