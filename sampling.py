@@ -22,6 +22,7 @@ from typing import Callable
 import diffrax
 import jax
 import jax.numpy as jnp
+from absl import logging
 
 import edm
 import sde_lib
@@ -211,6 +212,11 @@ def time_grid(sde: sde_lib.SDE, eps: float, num_steps: int) -> Array:
 
 def _pc_steps(sde, score_fn, predictor, corrector, snr, n_steps_each, probability_flow):
   """Builds (predictor step, corrector step); an impossible SDE/step pair raises here."""
+  if isinstance(sde, sde_lib.VPSDE) and sde.N <= sde.beta_max and (  # sqrt(1 - beta_i) below
+      corrector in ('langevin', 'ald') or predictor in ('reverse_diffusion', 'ancestral_sampling')):
+    raise ConfigError(f'sampling.num_steps={sde.N} is too few for {predictor}/{corrector} on '
+                      f'VP: its beta_i = beta_max/N reach {sde.beta_max / sde.N:.3g} >= 1; use '
+                      f'more than {sde.beta_max:g} steps, or euler_maruyama/none')
   pred = lookup(PREDICTORS, predictor, 'sampling.predictor')(sde, score_fn, probability_flow)
   corr = lookup(CORRECTORS, corrector, 'sampling.corrector')(sde, score_fn, snr, n_steps_each)
   return pred, corr
@@ -219,7 +225,8 @@ def _pc_steps(sde, score_fn, predictor, corrector, snr, n_steps_each, probabilit
 def pc_sample(key: Array, score_fn, sde: sde_lib.SDE, shape: tuple[int, ...], *,
               predictor: str = 'euler_maruyama', corrector: str = 'none', snr: float = 0.16,
               n_steps_each: int = 1, probability_flow: bool = False, denoise: bool = True,
-              eps: float = 1e-3, num_steps: int | None = None) -> tuple[Array, int]:
+              eps: float = 1e-3, num_steps: int | None = None,
+              progress_every: int = 0) -> tuple[Array, int]:
   """Predictor-corrector sampling (Song et al. 2021, Algorithm 1 / 2).
 
   Each grid point runs the corrector then the predictor, as score_sde does.
@@ -227,6 +234,7 @@ def pc_sample(key: Array, score_fn, sde: sde_lib.SDE, shape: tuple[int, ...], *,
   Args:
     shape: global sample shape [B, ...].
     denoise: return the mean of the last predictor step (no noise added at eps).
+    progress_every: log "step i/N" every this many steps (0: silent).
   Returns:
     Samples [B, ...] and the number of score evaluations (a Python int).
   """
@@ -236,22 +244,53 @@ def pc_sample(key: Array, score_fn, sde: sde_lib.SDE, shape: tuple[int, ...], *,
   sde = dataclasses.replace(sde, N=n)
   pred, corr = _pc_steps(sde, score_fn, predictor, corrector, snr, n_steps_each,
                          probability_flow)
-  grid = time_grid(sde, eps, n)
-  t_next = jnp.concatenate([grid[1:], jnp.zeros((1,))])  # the last step ends at 0
+  init_key, key = jax.random.split(key)
+  x, x_mean = pc_loop(key, sde.prior_sampling(init_key, shape), pred, corr,
+                      time_grid(sde, eps, n), progress_every)
+  return (x_mean if denoise else x), pc_nfe(n, predictor, corrector, n_steps_each)
+
+
+def pc_loop(key: Array, x: Array, pred: Step, corr: Step, grid: Array,
+            progress_every: int = 0) -> tuple[Array, Array]:
+  """The PC loop from x at grid[0]: corrector then predictor at each point of `grid` [N].
+
+  The last predictor step ends at t = 0. Constrained samplers (`controllable.py`)
+  run this same loop with wrapped steps.
+
+  Returns:
+    x and the mean of the last predictor step (both like x).
+  """
+  n = grid.shape[0]
+  t_next = jnp.concatenate([grid[1:], jnp.zeros((1,))])
+  vec = lambda s: jnp.full((x.shape[0],), s)
 
   def body(carry, inputs):
     x, _ = carry
-    k, t, tn = inputs
+    i, k, t, tn = inputs
+    log_progress(i, n, progress_every, 'PC sampling')
     kc, kp = jax.random.split(k)
-    vec = lambda s: jnp.full((shape[0],), s)
     x, _ = corr(kc, x, vec(t), vec(tn))
     x, x_mean = pred(kp, x, vec(t), vec(tn))
     return (x, x_mean), None
 
-  init_key, key = jax.random.split(key)
-  x = sde.prior_sampling(init_key, shape)
-  (x, x_mean), _ = jax.lax.scan(body, (x, x), (jax.random.split(key, n), grid, t_next))
-  return (x_mean if denoise else x), pc_nfe(n, predictor, corrector, n_steps_each)
+  inputs = (jnp.arange(n), jax.random.split(key, n), grid, t_next)
+  (x, x_mean), _ = jax.lax.scan(body, (x, x), inputs)
+  return x, x_mean
+
+
+def log_progress(i: Array, n: int, every: int, what: str) -> None:
+  """Logs "<what>: step i+1/n" every `every` steps of a jitted loop (0: traces nothing).
+
+  A host callback under `lax.cond`, so the device calls the host only at those steps."""
+  if every <= 0:
+    return
+
+  def host(step):
+    logging.info('%s: step %d/%d', what, int(step), n)
+
+  done = i + 1
+  jax.lax.cond((done % every == 0) | (done == n), lambda: jax.debug.callback(host, done),
+               lambda: None)
 
 
 def pc_nfe(num_steps: int, predictor: str, corrector: str, n_steps_each: int) -> int:
@@ -269,7 +308,7 @@ INITS = {
 
 def annealed_langevin_ncsn(key: Array, score_fn, sde: sde_lib.VESDE, shape: tuple[int, ...], *,
                            n_steps_each: int, step_lr: float, denoise: bool = False,
-                           init: str = 'uniform') -> tuple[Array, int]:
+                           init: str = 'uniform', progress_every: int = 0) -> tuple[Array, int]:
   """Annealed Langevin dynamics, Song & Ermon 2019, Algorithm 1.
 
       x_0 ~ U[0, 1]
@@ -288,18 +327,18 @@ def annealed_langevin_ncsn(key: Array, score_fn, sde: sde_lib.VESDE, shape: tupl
     n_steps_each: T, Langevin steps per noise level.
     step_lr: the paper's epsilon (2e-5).
     init: 'uniform' (the paper's U[0, 1]) or 'prior' (N(0, sigma_1^2 I)).
+    progress_every: log "step i/L" every this many noise levels (0: silent).
   Returns:
     Samples [B, ...] and the number of score evaluations, L T (+1 with denoise).
   """
   _check_ncsn_sde(sde)
   draw_init = lookup(INITS, init, 'init')
-  sigmas = sde.discrete_sigmas[::-1]                       # sigma_1 > ... > sigma_L
-  times = sde.t_from_ve_sigma(sigmas)
-  step_sizes = step_lr * sigmas ** 2 / sigmas[-1] ** 2     # alpha_i
+  sigmas, times, step_sizes = ncsn_ladder(sde, step_lr)
   vec = lambda s: jnp.full((shape[0],), s)
 
   def level(x, inputs):
-    k, t, alpha = inputs
+    i, k, t, alpha = inputs
+    log_progress(i, sde.N, progress_every, 'annealed Langevin level')
 
     def one(x, k):
       # x + alpha/2 s + sqrt(alpha) z is a Langevin update with eps = alpha / 2.
@@ -310,10 +349,17 @@ def annealed_langevin_ncsn(key: Array, score_fn, sde: sde_lib.VESDE, shape: tupl
 
   init_key, key = jax.random.split(key)
   x = draw_init(init_key, shape, sde)
-  x, _ = jax.lax.scan(level, x, (jax.random.split(key, sde.N), times, step_sizes))
+  x, _ = jax.lax.scan(level, x, (jnp.arange(sde.N), jax.random.split(key, sde.N), times,
+                                 step_sizes))
   if denoise:
     x = x + sigmas[-1] ** 2 * score_fn(x, vec(times[-1]))
   return x, ald_ncsn_nfe(sde.N, n_steps_each, denoise)
+
+
+def ncsn_ladder(sde: sde_lib.VESDE, step_lr: float) -> tuple[Array, Array, Array]:
+  """NCSN v1's levels sigma_1 > ... > sigma_L, their times t_i and alpha_i: [L] each."""
+  sigmas = sde.discrete_sigmas[::-1]
+  return sigmas, sde.t_from_ve_sigma(sigmas), step_lr * sigmas ** 2 / sigmas[-1] ** 2
 
 
 def _check_ncsn_sde(sde: sde_lib.SDE) -> None:
@@ -402,7 +448,8 @@ def _pc_from_config(s, sde: sde_lib.SDE, shape):
   sampler = functools.partial(
       pc_sample, sde=sde, shape=shape, predictor=s.predictor, corrector=s.corrector,
       snr=s.snr, n_steps_each=s.n_steps_each, probability_flow=s.probability_flow,
-      denoise=s.noise_removal, eps=s.eps, num_steps=n)
+      denoise=s.noise_removal, eps=s.eps, num_steps=n,
+      progress_every=s.get('progress_every', 0))
   return sampler, pc_nfe(n, s.predictor, s.corrector, s.n_steps_each)
 
 
@@ -411,7 +458,7 @@ def _ald_ncsn_from_config(s, sde: sde_lib.SDE, shape):
   sde = dataclasses.replace(sde, N=s.num_steps or sde.N)   # L levels on the model's range
   sampler = functools.partial(
       annealed_langevin_ncsn, sde=sde, shape=shape, n_steps_each=s.n_steps_each,
-      step_lr=s.step_lr, denoise=s.noise_removal)
+      step_lr=s.step_lr, denoise=s.noise_removal, progress_every=s.get('progress_every', 0))
   return sampler, ald_ncsn_nfe(sde.N, s.n_steps_each, s.noise_removal)
 
 

@@ -26,6 +26,7 @@ def get_default_configs() -> ml_collections.ConfigDict:
   training.reduce_mean = False
   training.eps = 1e-5                 # t ~ U(eps, T) in the continuous loss
   training.max_to_keep = 3
+  training.objective = 'score'        # score | noise_classifier (DMCMC's classifier, dmcmc/)
 
   config.sampling = sampling = ml_collections.ConfigDict()
   sampling.method = 'pc'              # pc | ald_ncsn | ode (probability-flow ODE, adaptive) | edm
@@ -47,6 +48,12 @@ def get_default_configs() -> ml_collections.ConfigDict:
   sampling.s_tmin = 0.
   sampling.s_tmax = float('inf')
   sampling.step_lr = 2e-5             # NCSN v1 annealed Langevin's epsilon (method 'ald_ncsn')
+  sampling.progress_every = 0         # log "step i/N" every this many steps (0: silent)
+  # --mode inpaint / colorize (controllable.py); sampling.method is pc or ald_ncsn.
+  sampling.mask = 'half'              # known pixels: half (left) | center | random | a .npy/.png HxW
+  sampling.mask_fraction = 0.5        # 'random': fraction of pixels known
+  sampling.source = 'test'            # images to complete: train | test split, or a .npy [N, H, W, C] in [0, 1]
+  sampling.num_images = 8             # how many (a multiple of the device count)
 
   config.eval = evaluate = ml_collections.ConfigDict()
   evaluate.begin_ckpt = 1
@@ -58,6 +65,25 @@ def get_default_configs() -> ml_collections.ConfigDict:
   evaluate.enable_bpd = False
   evaluate.bpd_dataset = 'test'
   evaluate.eps = 1e-5
+  # --mode likelihood / eval (evaluate.py). begin_ckpt..end_ckpt are score_sde's checkpoint
+  # numbers: ckpt n is the checkpoint at step n * training.snapshot_freq.
+  evaluate.num_repeats = 5            # passes over bpd_dataset, fresh dequantization noise each
+  evaluate.bpd_num_batches = 0        # 0 = the whole split; n = its first n batches
+  evaluate.rtol = 1e-5                # PF-ODE solver tolerances for bits/dim
+  evaluate.atol = 1e-5
+  evaluate.ode_method = 'dopri5'      # dopri5 | tsit5 | bosh3 | heun
+  evaluate.probe = 'rademacher'       # Hutchinson probe: rademacher | gaussian | exact
+  # Sample quality (metrics.py). FID/KID/IS need FID Inception-v3 weights as .npz, made by
+  # tools/convert_inception_weights.py; digits use a classifier this repo trains itself.
+  evaluate.inception_path = ''        # required for FID/KID/IS on non-digits image data
+  evaluate.digits_classifier_path = ''  # '' = assets/digits_classifier.npz (trained if missing)
+  evaluate.stats_split = 'train'      # real-data split of the reference statistics (score_sde: train)
+  evaluate.num_stats_examples = 0     # 0 = the whole split; n = its first n examples
+  evaluate.stats_dir = ''             # cache reference features here as .npz; '' = memory only
+  evaluate.feature_batch_size = 200   # global batch of the feature network
+  evaluate.kid_subset_size = 1000     # KID: unbiased MMD^2 averaged over random subsets
+  evaluate.kid_num_subsets = 100
+  evaluate.is_splits = 10             # Inception Score: mean and std over this many splits
 
   config.data = data = ml_collections.ConfigDict()
   data.dataset = 'digits'

@@ -114,3 +114,120 @@ def assert_same_moments(x, ref, allowance: float) -> None:
       x.mean(0), ref.mean(0))
   assert np.all(np.abs(np.cov(x.T) - np.cov(ref.T)) < 5 * np.sqrt(2) * se_cov + allowance), (
       np.cov(x.T), np.cov(ref.T))
+
+
+def ladder_log_probs(data: GaussianMixture, x, sigmas):
+  """log p_{sigma_k}(x) [B, L] of the VE view (x0 + sigma_k z) at each ladder level.
+
+  With a uniform prior over the L levels this is, up to a per-row constant, the exact
+  log-posterior log q(k | x): the logits of DMCMC's ideal noise-level classifier.
+  """
+  ones = jnp.ones((x.shape[0],))
+  return jax.vmap(lambda s: data.log_prob_t(x, ones, s * ones), out_axes=1)(jnp.asarray(sigmas))
+
+
+class GaussianBridge:
+  """The Schrödinger bridge between N(m0, S0) and N(m1, S1) for the reference sigma W_t on [0, 1].
+
+  Static coupling (entropic OT with cost |x - y|^2 / (2 sigma^2); Mallasto et al. 2021,
+  Bunne et al. 2023 Thm. 3): jointly Gaussian with cross-covariance
+    C = 1/2 (S0^{1/2} D S0^{-1/2} - sigma^2 I),  D = (4 S0^{1/2} S1 S0^{1/2} + sigma^4 I)^{1/2}.
+  The bridge is the mixture of Brownian bridges over this coupling, so
+    X_t = (1 - t) X0 + t X1 + sigma sqrt(t (1 - t)) Z,
+    Sigma_t = (1-t)^2 S0 + t^2 S1 + t (1-t) (C + C^T + sigma^2 I),
+  and its Markov drift f_t(x) = (E[X1 | X_t = x] - x) / (1 - t) simplifies to
+    f_t(x) = m1 - m0 + M_t Sigma_t^{-1} (x - mu_t),
+    M_t = (1-t) C^T - t C + t S1 - (1-t) S0 - sigma^2 t I,
+  which solves dSigma/dt = M + M^T + sigma^2 I. All float64 numpy.
+  """
+
+  def __init__(self, m0, s0, m1, s1, sigma: float):
+    self.m0, self.m1 = np.asarray(m0, np.float64), np.asarray(m1, np.float64)
+    self.s0, self.s1 = np.asarray(s0, np.float64), np.asarray(s1, np.float64)
+    self.sigma2 = float(sigma) ** 2
+    self.dim = len(self.m0)
+    r0 = _sqrtm(self.s0)
+    dmat = _sqrtm(4. * r0 @ self.s1 @ r0 + self.sigma2 ** 2 * np.eye(self.dim))
+    self.cross = 0.5 * (r0 @ dmat @ np.linalg.inv(r0) - self.sigma2 * np.eye(self.dim))
+
+  def joint_cov(self) -> np.ndarray:
+    """Covariance of (X0, X1): [2D, 2D]."""
+    return np.block([[self.s0, self.cross], [self.cross.T, self.s1]])
+
+  def marginal(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+    """(mu_t [D], Sigma_t [D, D])."""
+    c = self.cross
+    cov = ((1 - t) ** 2 * self.s0 + t ** 2 * self.s1
+           + t * (1 - t) * (c + c.T + self.sigma2 * np.eye(self.dim)))
+    return (1 - t) * self.m0 + t * self.m1, cov
+
+  def drift(self, x: np.ndarray, t: float) -> np.ndarray:
+    """f_t(x) for x [B, D]."""
+    c = self.cross
+    mu, cov = self.marginal(t)
+    m_t = ((1 - t) * c.T - t * c + t * self.s1 - (1 - t) * self.s0
+           - self.sigma2 * t * np.eye(self.dim))
+    return self.m1 - self.m0 + (x - mu) @ np.linalg.solve(cov, m_t.T)
+
+
+def _sqrtm(s: np.ndarray) -> np.ndarray:
+  """Symmetric PSD square root."""
+  w, v = np.linalg.eigh(s)
+  return (v * np.sqrt(np.maximum(w, 0.))) @ v.T
+
+
+def sliced_wasserstein(x, y, num_projections: int = 128, seed: int = 0) -> float:
+  """Sliced 1-Wasserstein distance between equal-size samples x, y [n, D] (float64 numpy).
+
+  The mean over fixed random unit directions theta of W1(x theta, y theta), each the
+  mean |sorted - sorted| gap. Between two independent samples of the same law it is
+  O(1/sqrt(n)): compare against that floor, not against 0.
+  """
+  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+  theta = np.random.default_rng(seed).normal(size=(x.shape[1], num_projections))
+  theta /= np.linalg.norm(theta, axis=0, keepdims=True)
+  return float(np.abs(np.sort(x @ theta, 0) - np.sort(y @ theta, 0)).mean())
+
+
+def population_dsb(gammas, m0, s0, m1, s1, n_ipf: int) -> dict:
+  """DSB's IPF with exact (infinite-data) mean matching between N(m0, s0) and N(m1, s1).
+
+  Brownian reference, Gaussian steps of variance 2 gamma_k (dsb/schedule.py). For an affine
+  simulating chain x -> L x + c the mean-matching regression of the opposite direction has
+  the affine optimum x + L (E[X_other | x] - x), with E[. | .] from the chain's exact
+  Gaussian marginals. Its distance to `GaussianBridge` is DSB's discretisation bias.
+
+  Returns:
+    {'forward' | 'backward': {'A': [N + 1, D, D], 'c': [N + 1, D]}}, the `dsb.networks.AffineNet`
+    parameters (mean x + A_k x + c_k) after n_ipf iterations.
+  """
+  gammas = np.asarray(gammas, np.float64)
+  n, d = len(gammas), len(m0)
+  fwd = (np.tile(np.eye(d), (n + 1, 1, 1)), np.zeros((n + 1, d)))
+  for _ in range(n_ipf):
+    bwd = _population_half(*fwd, gammas, m0, s0, sim_forward=True)
+    fwd = _population_half(*bwd, gammas, m1, s1, sim_forward=False)
+  as_params = lambda maps: {'A': maps[0] - np.eye(d), 'c': maps[1]}
+  return {'forward': as_params(fwd), 'backward': as_params(bwd)}
+
+
+def _population_half(lin, c, gammas, m, s, *, sim_forward: bool):
+  """The optimal maps (lin [N + 1, D, D], c [N + 1, D]) of the direction opposite to the chain
+  x -> lin_k x + c_k started from N(m, s) at its own end."""
+  n, d = len(gammas), len(m)
+  ms, ss = [np.asarray(m, np.float64)], [np.asarray(s, np.float64)]
+  for i in range(n):
+    k = i if sim_forward else n - i
+    g = gammas[i] if sim_forward else gammas[n - 1 - i]
+    ms.append(lin[k] @ ms[-1] + c[k])
+    ss.append(lin[k] @ ss[-1] @ lin[k].T + 2 * g * np.eye(d))
+  if not sim_forward:
+    ms, ss = ms[::-1], ss[::-1]   # grid order X_0..X_N
+  new_lin, new_c = np.tile(np.eye(d), (n + 1, 1, 1)), np.zeros((n + 1, d))
+  for k in range(n):
+    # sim_forward: B_{k+1} at X_{k+1} (sim map F_k); else F_k at X_k (sim map B_{k+1}).
+    i_in, i_out, k_sim, k_new = (k + 1, k, k, k + 1) if sim_forward else (k, k + 1, k + 1, k)
+    gain = ss[i_out] @ lin[k_sim].T @ np.linalg.inv(ss[i_in])   # E[X_out | x] - mu_out
+    new_lin[k_new] = np.eye(d) + lin[k_sim] @ (gain - np.eye(d))
+    new_c[k_new] = lin[k_sim] @ (ms[i_out] - gain @ ms[i_in])
+  return new_lin, new_c
