@@ -93,6 +93,15 @@ def ddpm_loss(score_fn: sde_lib.ScoreFn, sde: sde_lib.VPSDE, key: Array, x0: Arr
   return jnp.mean(_reduce(jnp.square(score * bcast(std, z) + z), reduce_mean))
 
 
+def network_fn_from_config(config, sde, model, params, *, train=False, rng=None):
+  """What a loss sees of the network: the score_fn, or for training.objective=
+  'noise_classifier' the bare logits function x -> [B, n_levels] (not a score)."""
+  if config.training.get('objective', 'score') == 'noise_classifier':
+    model_fn = mutils.get_model_fn(model, params, train=train, rng=rng)
+    return lambda x: model_fn(x, jnp.zeros((x.shape[0],)))
+  return mutils.score_fn_from_config(config, sde, model, params, train=train, rng=rng)
+
+
 def get_loss(config: ml_collections.ConfigDict, sde: sde_lib.SDE) -> Callable[..., Array]:
   """Picks the loss for (training.continuous, SDE) and binds config options.
 
@@ -100,6 +109,13 @@ def get_loss(config: ml_collections.ConfigDict, sde: sde_lib.SDE) -> Callable[..
     loss(score_fn, key, x0) -> scalar.
   """
   t = config.training
+  objective = t.get('objective', 'score')
+  if objective == 'noise_classifier':   # DMCMC's classifier: loss(logits_fn, key, x0)
+    from dmcmc import classifier           # lazy: score training never imports dmcmc
+    return classifier.get_classifier_loss(config)
+  if objective != 'score':
+    raise ConfigError(f'training.objective={objective!r} is unknown; valid: noise_classifier, '
+                      'score')
   if t.continuous:
     return lambda score_fn, key, x0: continuous_dsm_loss(
         score_fn, sde, key, x0, eps=t.eps, reduce_mean=t.reduce_mean,
@@ -137,6 +153,16 @@ def get_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransforma
 
 # ----------------------------------------------------------------------------- train step
 
+def ema_update(ema_params: Any, params: Any, step: Array, ema_rate: float,
+               ema_warmup: bool) -> Any:
+  """The EMA after optimisation step `step` (0-based): rate * ema + (1 - rate) * params."""
+  rate = ema_rate
+  if ema_warmup:  # the EMA starts at the random init: let it forget that quickly
+    n = jnp.asarray(step).astype(jnp.float32)
+    rate = jnp.minimum(ema_rate, (1. + n) / (10. + n))
+  return jax.tree.map(lambda e, p: rate * e + (1. - rate) * p, ema_params, params)
+
+
 @flax.struct.dataclass
 class TrainState:
   step: Array           # int32 scalar
@@ -160,8 +186,7 @@ def get_train_step(config: ml_collections.ConfigDict, sde: sde_lib.SDE, model: n
 
   def loss_fn(params, key, batch):
     loss_key, dropout_key = jax.random.split(key)
-    score_fn = mutils.score_fn_from_config(config, sde, model, params, train=True,
-                                           rng=dropout_key)
+    score_fn = network_fn_from_config(config, sde, model, params, train=True, rng=dropout_key)
     return loss(score_fn, loss_key, batch)
 
   def step_fn(state: TrainState, batch: Array):
@@ -169,11 +194,7 @@ def get_train_step(config: ml_collections.ConfigDict, sde: sde_lib.SDE, model: n
     value, grads = jax.value_and_grad(loss_fn)(state.params, key, batch)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    rate = ema_rate
-    if ema_warmup:  # the EMA starts at the random init: let it forget that quickly
-      n = state.step.astype(jnp.float32)
-      rate = jnp.minimum(ema_rate, (1. + n) / (10. + n))
-    ema = jax.tree.map(lambda e, p: rate * e + (1. - rate) * p, state.ema_params, params)
+    ema = ema_update(state.ema_params, params, state.step, ema_rate, ema_warmup)
     return state.replace(step=state.step + 1, params=params, ema_params=ema,
                          opt_state=opt_state), value
 
@@ -212,6 +233,6 @@ def get_eval_loss(config, sde, model) -> Callable[[Any, Array, Array], Array]:
   loss = get_loss(config, sde)
 
   def eval_loss(params, key, batch):
-    return loss(mutils.score_fn_from_config(config, sde, model, params), key, batch)
+    return loss(network_fn_from_config(config, sde, model, params), key, batch)
 
   return eval_loss

@@ -114,7 +114,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> losse
   eval_loss = jax.jit(losses.get_eval_loss(config, sde, model),
                       in_shardings=(rep, rep, batch_sh), out_shardings=rep)
   snapshot = (make_snapshot_sampler(config, sde, model, mesh, train_ds.data_shape)
-              if t.snapshot_sampling else None)
+              if t.snapshot_sampling and t.get('objective', 'score') == 'score' else None)
   eval_key = jax.random.PRNGKey(config.seed + 1)
 
   # ------------------------------------------------------------------ state

@@ -9,6 +9,7 @@ import ml_collections
 
 from errors import lookup
 from models import ddpm, mlp, ncsn, ncsnpp
+from models import noise_classifier
 
 MODELS = {
     'ncsnpp': ncsnpp.NCSNpp,
@@ -18,6 +19,9 @@ MODELS = {
     'ncsnv2_128': ncsn.NCSNv2_128,
     'ncsnv2_256': ncsn.NCSNv2_256,
     'mlp': mlp.ScoreMLP,
+    # DMCMC's noise-level classifiers: logits [B, n_levels], not scores (dmcmc/classifier.py).
+    'noise_mlp': noise_classifier.NoiseMLP,
+    'noise_cnn': noise_classifier.NoiseCNN,
 }
 
 

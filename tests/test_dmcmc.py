@@ -1,0 +1,320 @@
+"""Denoising MCMC against exact references: a Gaussian mixture gives the exact score at every
+sigma and the exact posterior over the noise ladder (tests/exact.ladder_log_probs), which
+stands in for the classifier."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import losses
+import sde_lib
+import train
+from configs.dmcmc.defaults import add_dmcmc_configs
+from dmcmc import classifier, dlg, integrators, run
+from errors import ConfigError
+from tests import exact
+from tests.helpers import tiny_config
+
+VE = sde_lib.VESDE(sigma_min=0.01, sigma_max=50.)
+VP = sde_lib.VPSDE()
+# 1-D two-mode mixture with mean 0.6 * -1 + 0.4 * 1.5 = 0.
+MIX = exact.GaussianMixture([0.6, 0.4], [[-1.], [1.5]], [0.5, 0.5])
+LADDER = classifier.ladder(6, 0.2, 2.)
+
+
+def exact_logits(data, sigmas):
+  return lambda x: exact.ladder_log_probs(data, x, sigmas)
+
+
+def counting(fn):
+  """fn plus a call counter that runs on the host at every call, inside jit and scan too."""
+  calls = [0]
+
+  def bump():
+    calls[0] += 1
+
+  def counted(*args):
+    jax.debug.callback(bump)
+    return fn(*args)
+
+  return counted, calls
+
+
+def count_run(fn, *args):
+  out = jax.jit(fn)(*args)
+  jax.block_until_ready(out)
+  jax.effects_barrier()
+  return out
+
+
+# ----------------------------------------------------------------------------- the DLG step
+
+@pytest.mark.parametrize('sde', [VE, VP, sde_lib.subVPSDE()], ids=['VE', 'VP', 'subVP'])
+def test_langevin_step_stationary_variance(sde):
+  """x + (eta/2) s + sqrt(eta) z on N(m, v) is AR(1) with stationary variance v / (1 - eta/(4v)).
+
+  The level is pinned at sigma_j by a one-hot classifier; v = s^2 + sigma_j^2 = 1 and
+  eta = 1 gives 4/3 (not v = 1). 2 x 10^4 independent values per moment: the variance's
+  standard error is (4/3) sqrt(2 / 2e4) = 0.013, the tolerance 5 of them."""
+  s, m, j = 0.6, 0.3, 3
+  sigmas = jnp.array([0.1, 0.3, 0.5, 0.8, 2.])
+  data = exact.gaussian(2, std=s, mean=m)
+  v = s ** 2 + 0.8 ** 2
+  pinned = lambda x: jnp.where(jnp.arange(5) == j, 0., -1e9)[None].repeat(x.shape[0], 0)
+  step = dlg.make_step(dlg.ve_score_fn(sde, data.score_fn(sde)), pinned, sigmas,
+                       sigma_update='gibbs', eta_scaling='none')
+  n = 10_000
+  x = m + np.sqrt(v) * jax.random.normal(jax.random.PRNGKey(0), (n, 2))
+  chains = dlg.run_steps(step, jax.random.PRNGKey(1), dlg.Chains(x, jnp.full((n,), j)), 1., 60)
+  assert np.all(np.asarray(chains.k) == j)
+  values = np.asarray(chains.x).reshape(-1)
+  expected = v / (1. - 1. / (4. * v))
+  se = expected * np.sqrt(2. / values.size)
+  assert abs(values.var() - expected) < 5 * se, (values.var(), expected)
+  assert abs(values.mean() - m) < 5 * np.sqrt(expected / values.size)
+
+
+def test_gibbs_chain_matches_the_exact_joint():
+  """Exact score + exact posterior drawn (Gibbs): (x, level) ~ p_{sigma_k}(x) / L.
+
+  8000 independent chains start at the prior (x = sigma_max z, top level) and run 600 steps
+  (h = 0.05 sigma_k^2). Under the exact joint the level is uniform and x | k has the mixture's
+  mean 0 and variance var_data + sigma_k^2. Tolerances: level-histogram total variation < 0.03
+  (its sampling noise is ~0.01 at n = 8000, 6 levels); per-level mean within 5 standard errors;
+  per-level variance within 5 standard errors plus 2% for the Langevin bias
+  1 / (1 - h / 4v) - 1 <= eta / 4 = 1.25%."""
+  n, steps = 8000, 600
+  step = dlg.make_step(dlg.ve_score_fn(VE, MIX.score_fn(VE)), exact_logits(MIX, LADDER), LADDER,
+                       sigma_update='gibbs', eta_scaling='sigma2')
+  x = LADDER[-1] * jax.random.normal(jax.random.PRNGKey(0), (n, 1))
+  chains = jax.jit(lambda key, c: dlg.run_steps(step, key, c, 0.05, steps))(
+      jax.random.PRNGKey(1), dlg.Chains(x, jnp.full((n,), 5, jnp.int32)))
+  x, k = np.asarray(chains.x)[:, 0], np.asarray(chains.k)
+  freq = np.bincount(k, minlength=6) / n
+  assert 0.5 * np.abs(freq - 1 / 6).sum() < 0.03, freq
+  data_var = 0.6 * 0.25 + 0.4 * 0.25 + 0.6 * 1. + 0.4 * 1.5 ** 2
+  for level in range(6):
+    xs = x[k == level]
+    var = data_var + float(LADDER[level]) ** 2
+    se_var = np.sqrt(np.mean((xs - xs.mean()) ** 4) - xs.var() ** 2) / np.sqrt(len(xs))
+    assert abs(xs.mean()) < 5 * np.sqrt(var / len(xs)), (level, xs.mean())
+    assert abs(xs.var() - var) < 5 * se_var + 0.02 * var, (level, xs.var(), var)
+
+
+def test_argmax_update_and_block_keep_the_lowest_sigma():
+  """argmax: k is the exact posterior's mode at the new x. A block returns, per chain, the
+  lowest-sigma state among its n_skip steps (latest on ties), excluding its start unless asked."""
+  n, n_skip = 64, 7
+  logits = exact_logits(MIX, LADDER)
+  step = dlg.make_step(dlg.ve_score_fn(VE, MIX.score_fn(VE)), logits, LADDER,
+                       sigma_update='argmax')
+  start = dlg.Chains(jax.random.normal(jax.random.PRNGKey(0), (n, 1)), jnp.zeros((n,), jnp.int32))
+  one = step(jax.random.PRNGKey(1), start, 0.05)
+  np.testing.assert_array_equal(one.k, np.argmax(np.asarray(logits(one.x)), axis=-1))
+
+  block = jax.jit(lambda key, c, inc: dlg.run_block(step, key, c, 0.5, n_skip, include_start=inc,
+                                                    n_track=n), static_argnums=2)
+  end, best, (tx, tk) = block(jax.random.PRNGKey(2), start, False)
+  tx, tk = np.asarray(tx), np.asarray(tk)
+  np.testing.assert_array_equal(best.k, tk.min(0))
+  latest = n_skip - 1 - np.argmin(tk[::-1], axis=0)
+  np.testing.assert_array_equal(best.x, tx[latest, np.arange(n)])
+  np.testing.assert_array_equal(end.x, tx[-1])
+  # With the start as a candidate (level 0, unbeatable) the output is the start unless the
+  # chain came back to level 0 (the same key gives the same steps): then the latest such state.
+  _, best_inc, _ = block(jax.random.PRNGKey(2), start, True)
+  hit = (tk == 0).any(0)
+  latest0 = n_skip - 1 - np.argmax(tk[::-1] == 0, axis=0)
+  expected = np.where(hit[:, None], tx[latest0, np.arange(n)], np.asarray(start.x))
+  assert np.all(np.asarray(best_inc.k) == 0) and 0 < hit.sum() < n
+  np.testing.assert_array_equal(best_inc.x, expected)
+
+
+# ----------------------------------------------------------------------------- finishers
+
+def _noisy_gaussian(n, s=0.7, m=0.5, dim=2):
+  """Exact noisy samples x0 + sigma_n z of N(m, s^2 I) at per-sample sigma_n in [0.02, 20]."""
+  sig = jnp.exp(jax.random.uniform(jax.random.PRNGKey(10), (n,), minval=np.log(0.02),
+                                   maxval=np.log(20.)))
+  eps = jax.random.normal(jax.random.PRNGKey(11), (n, dim))
+  return m + jnp.sqrt(s ** 2 + sig ** 2)[:, None] * eps, sig
+
+
+def _pf_map_then_tweedie(x, sig, s=0.7, m=0.5, smin=0.01):
+  """Closed-form PF map sigma_n -> sigma_min (affine for Gaussian data), then Tweedie."""
+  pf = m + (x - m) * (np.sqrt(s ** 2 + smin ** 2) / jnp.sqrt(s ** 2 + sig ** 2))[:, None]
+  return m + (pf - m) * s ** 2 / (s ** 2 + smin ** 2)
+
+
+@pytest.mark.parametrize('sde', [pytest.param(VE, marks=pytest.mark.slow), VP], ids=['VE', 'VP'])
+def test_deterministic_finishers_follow_the_pf_map(sde):
+  """Sample by sample against the closed-form PF map + Tweedie (|x| ~ up to 15):
+  adaptive dopri5 at rtol = atol = 1e-5: 2e-3 (measured 2e-4); EDM Heun is 2nd order: its
+  error must drop by >= 3x from 20 to 40 steps (4x asymptotically) and be < 0.02 at 40
+  (measured 0.007); fixed-step PF Euler is 1st order: the ratio must be in [1.6, 2.4]."""
+  data = exact.gaussian(2, std=0.7, mean=0.5)
+  x, sig = _noisy_gaussian(256)
+  expected = _pf_map_then_tweedie(x, sig)
+
+  def err(name, steps, **kw):
+    f = integrators.get_finisher(name, sde, data.score_fn(sde), 0.01, steps, **kw)
+    out, nfe = jax.jit(f)(jax.random.PRNGKey(0), x, sig)
+    return float(jnp.max(jnp.abs(out - expected))), nfe
+
+  e, nfe = err('pf_ode_adaptive', 0, rtol=1e-5, atol=1e-5)
+  assert e < 2e-3 and int(nfe) > 0
+  h20, h40 = err('edm_heun', 20)[0], err('edm_heun', 40)[0]
+  assert h40 < 0.02 and h20 / h40 > 3., (h20, h40)
+  e100, e200 = err('pf_ode_fixed', 100)[0], err('pf_ode_fixed', 200)[0]
+  assert 1.6 < e100 / e200 < 2.4, (e100, e200)
+
+
+@pytest.mark.parametrize('name', ['edm_stochastic', 'reverse_diffusion', 'euler_maruyama'])
+@pytest.mark.parametrize('sde', [pytest.param(VE, marks=pytest.mark.slow), VP], ids=['VE', 'VP'])
+def test_stochastic_finishers_recover_the_data_gaussian(sde, name):
+  """From exact noisy samples at per-sample sigma_n, 100 steps then Tweedie: the output law
+  is N(m, s^4 / (s^2 + sigma_min^2) I) exactly for an exact solver. 2 x 10^4 samples: 5
+  standard errors of the difference with an exact reference sample, plus 0.02 for the
+  O(1/N) discretisation (measured below 0.01)."""
+  s, m, n = 0.7, 0.5, 20_000
+  data = exact.gaussian(2, std=s, mean=m)
+  x, sig = _noisy_gaussian(n)
+  f = integrators.get_finisher(name, sde, data.score_fn(sde), 0.01, 100, s_churn=40.)
+  out, _ = jax.jit(f)(jax.random.PRNGKey(3), x, sig)
+  ref = m + s ** 2 / np.sqrt(s ** 2 + 1e-4) * jax.random.normal(jax.random.PRNGKey(4), (n, 2))
+  exact.assert_same_moments(out, ref, allowance=0.02)
+
+
+# ----------------------------------------------------------------------------- NFE
+
+def test_nfe_accounting_is_exact():
+  """Reported NFE = counted score calls (a host callback in every call): each fixed-budget
+  finisher (integrator NFE + 1 Tweedie), the adaptive one, a block (n_skip score and classifier
+  calls) and the initialisation (finisher + Tweedie + K warm-up; 1 + K classifier calls)."""
+  data = exact.gaussian(1, std=0.7)
+  x, sig = _noisy_gaussian(4, dim=1)
+  for name in integrators.FINISHERS:
+    score_fn, calls = counting(data.score_fn(VP))
+    f = integrators.get_finisher(name, VP, score_fn, 0.01, 3, rtol=1e-3, atol=1e-3)
+    _, nfe = count_run(f, jax.random.PRNGKey(0), x, sig)
+    assert calls[0] == int(nfe) + integrators.TWEEDIE_NFE, name
+    if name != 'pf_ode_adaptive':
+      assert int(nfe) == integrators.static_nfe(name, 3), name
+
+  score_fn, calls = counting(MIX.score_fn(VE))
+  logits_fn, ccalls = counting(exact_logits(MIX, LADDER))
+  step = dlg.make_step(dlg.ve_score_fn(VE, score_fn), logits_fn, LADDER)
+  finisher = integrators.get_finisher('edm_heun', VE, score_fn, 0.2, 2)
+  chains, cost = count_run(
+      lambda key: dlg.init_chains(key, step, logits_fn, LADDER, (4, 1), finisher=finisher,
+                                  init_noise=0.1, eta0=0.01, warmup_steps=3),
+      jax.random.PRNGKey(1))
+  cost = jax.tree.map(int, cost)
+  assert (calls[0], ccalls[0]) == (cost['score_nfe'], cost['classifier_calls']) == (4 + 1 + 3, 4)
+  calls[0] = ccalls[0] = 0
+  count_run(lambda key, c: dlg.run_block(step, key, c, 0.05, 5), jax.random.PRNGKey(2), chains)
+  assert (calls[0], ccalls[0]) == (5, 5)
+
+
+# ----------------------------------------------------------------------------- classifier
+
+def _classifier_config(n_levels=8, sigma_min=0.05, sigma_max=5.):
+  config = add_dmcmc_configs(tiny_config('vesde'))
+  config.training.objective = 'noise_classifier'
+  config.model.name = 'noise_mlp'
+  d = config.dmcmc
+  d.n_levels, d.sigma_min, d.sigma_max = n_levels, sigma_min, sigma_max
+  d.classifier_hidden_dims = (64, 64)
+  return config
+
+
+@pytest.mark.slow
+def test_classifier_reaches_the_bayes_accuracy():
+  """An MLP trained by the project's train step (training.objective='noise_classifier',
+  1500 Adam steps of 256 on the `gmm` toy, 8 levels 0.05..5) classifies fresh (x0 + sigma_k z,
+  k) within 0.04 of the exact posterior's (Bayes) accuracy. Both are measured on the same
+  20 000 draws: the difference's standard error is below 0.004, so 0.04 is 10 of them and
+  leaves room for the small network's own approximation error (measured gap: ~0.01)."""
+  config = _classifier_config()
+  config.optim.lr, config.optim.warmup = 3e-3, 50
+  sde, _ = sde_lib.get_sde(config)
+  from models import create_model
+  import parallel
+  import toys
+  model = create_model(config)
+  optimizer = losses.get_optimizer(config)
+  state = train.init_state(config, model, optimizer, (2,), parallel.make_mesh())
+  step = losses.get_multi_step(losses.get_train_step(config, sde, model, optimizer), unroll=False)
+  rng = np.random.default_rng(0)
+  batches = toys.sample_gmm(rng, 1500 * 256).reshape(1500, 256, 2).astype(np.float32)
+  state, values = jax.jit(step)(state, jnp.asarray(batches))
+  assert np.all(np.isfinite(values)) and values[-100:].mean() < values[:10].mean()
+
+  sigmas = classifier.ladder_from_config(config)
+  w, mu, sd = toys.toy_gmm_params(2)
+  data = exact.GaussianMixture(w, mu, sd)
+  n = 20_000
+  x0 = toys.sample_gmm(rng, n)
+  k = rng.integers(0, len(sigmas), n)
+  x = jnp.asarray(x0 + np.asarray(sigmas)[k, None] * rng.standard_normal((n, 2)), jnp.float32)
+  pred = np.argmax(classifier.logits_fn_from_model(model, state.params)(x), -1)
+  bayes = np.argmax(exact.ladder_log_probs(data, x, sigmas), -1)
+  acc, bayes_acc = np.mean(pred == k), np.mean(bayes == k)
+  assert acc > bayes_acc - 0.04, (acc, bayes_acc)
+
+
+# ----------------------------------------------------------------------------- --mode dmcmc
+
+def _run_config(tmp_path):
+  config = add_dmcmc_configs(tiny_config('vesde'))
+  d = config.dmcmc
+  d.n_levels, d.sigma_min, d.sigma_max = 20, 0.01, 5.
+  d.classifier_hidden_dims = (16,)
+  d.score_workdir, d.classifier_workdir = str(tmp_path / 'score'), str(tmp_path / 'clf')
+  d.n_chains, d.num_outputs, d.n_skip, d.warmup_steps = 8, 16, 3, 2
+  d.integrator, d.integrator_steps = 'edm_heun', 2
+  d.init_integrator, d.init_integrator_steps, d.init_noise = 'pf_ode_fixed', 2, 0.1
+  d.n_track = 4
+  return config
+
+
+def test_mode_end_to_end(tmp_path):
+  """Tiny score and classifier checkpoints (1 train step each), then --mode dmcmc."""
+  config = _run_config(tmp_path)
+  train.train_and_evaluate(config, config.dmcmc.score_workdir)
+  train.train_and_evaluate(run.classifier_config(config), config.dmcmc.classifier_workdir)
+  result = run.dmcmc_mode(config, str(tmp_path / 'run'))
+  out = tmp_path / 'run' / 'dmcmc'
+  for name in ('samples.png', 'samples.npz', 'samples.json', 'sigma_n.png', 'sigma_n.npz',
+               'trajectory.png'):
+    assert (out / name).exists(), name
+  x = np.load(out / 'samples.npz')['samples']
+  assert x.shape == (16, 2) and np.all(np.isfinite(x))
+  meta = json.load(open(out / 'samples.json'))
+  assert meta['nfe_per_output'] == {'dlg_score': 3, 'integrator': 4., 'tweedie': 1, 'total': 8.,
+                                    'dlg_classifier_calls': 3}
+  assert meta['init_per_chain']['score_nfe'] == 2 + 1 + 2       # init run + Tweedie + K
+  assert sum(meta['sigma_n_histogram']['counts']) == 16 and meta['config_name'] == config.name
+  sigma_n = np.load(out / 'sigma_n.npz')['sigma_n']
+  assert sigma_n.shape == (16,) and set(np.round(sigma_n, 5)) <= set(np.round(np.asarray(
+      classifier.ladder_from_config(config)), 5))
+  assert result['paths']['png'].endswith('samples.png')
+
+
+def test_mode_config_errors(tmp_path):
+  config = _run_config(tmp_path)
+  config.dmcmc.classifier_workdir = ''
+  with pytest.raises(ConfigError, match='dmcmc.classifier_workdir'):
+    run.dmcmc_mode(config, str(tmp_path / 'run'))
+  config = _run_config(tmp_path)
+  config.dmcmc.sigma_max = 50.              # the VE model only reaches 5
+  with pytest.raises(ConfigError, match='dmcmc.sigma_max'):
+    run.dmcmc_mode(config, str(tmp_path / 'run'))
+  config = _run_config(tmp_path)
+  config.dmcmc.integrator = 'rk4'
+  with pytest.raises(ConfigError, match='dmcmc.integrator'):
+    run.dmcmc_mode(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()
