@@ -1,0 +1,195 @@
+"""Iterative proportional fitting with mean matching (De Bortoli et al. 2021, Alg. 1).
+
+Half-iteration h = 1, 2, ... of IPF iteration n = (h + 1) // 2 trains the backward
+network when h is odd (on trajectories of the forward chain: the reference process
+when n = 1, else the EMA forward network) and the forward network when h is even (on
+trajectories of the EMA backward network started from the prior). Each half gets a
+fresh Adam state (warm-up, clipping: `losses.get_optimizer`), optionally starts from
+that direction's previous network (`dsb.warm_start`), and keeps an EMA of its weights
+(`losses.ema_update`).
+
+Every random draw of half h comes from fold_in(key_h, ...) with key_h = fold_in(seed, h),
+so a run resumed from the checkpoint after half h - 1 repeats half h exactly.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+import losses as score_losses
+from dsb import cache as cache_lib
+from dsb import losses as dsb_losses
+from dsb import networks, schedule
+from errors import ConfigError, TrainingError
+
+Array = jax.Array
+DIRECTIONS = ('backward', 'forward')
+
+
+def half_direction(h: int) -> str:
+  """Odd halves train the backward network, even halves the forward one (h from 1)."""
+  return DIRECTIONS[(h - 1) % 2]
+
+
+def check_config(config) -> None:
+  """Config checks that need no data; raise ConfigError naming the field."""
+  d = config.dsb
+  for field in ('n_ipf', 'num_iter', 'batch_size', 'cache_size', 'cache_refresh', 'log_freq',
+                'num_samples'):
+    if getattr(d, field) < 1:
+      raise ConfigError(f'dsb.{field}={getattr(d, field)} must be >= 1')
+  for field in ('batch_size', 'cache_size', 'num_samples'):
+    if getattr(d, field) % jax.device_count():
+      raise ConfigError(f'dsb.{field}={getattr(d, field)} is not divisible by the device count '
+                        f'{jax.device_count()}; use a multiple of it')
+  schedule.get_gammas(config)
+
+
+class IPF:
+  """The fixed parts of a DSB run: grid, network, reference, optimizer, compiled steps.
+
+  Args:
+    config: the experiment config (`dsb.*`, `model.*`, `optim.*`).
+    data_shape: one example's shape.
+    prior_mean, prior_var: the reference's N(m, v), broadcastable to data_shape.
+  """
+
+  def __init__(self, config, data_shape: tuple, prior_mean, prior_var):
+    check_config(config)
+    d = config.dsb
+    self.config = config
+    self.data_shape = tuple(data_shape)
+    self.gammas = schedule.get_gammas(config)
+    self._g = jnp.asarray(self.gammas, jnp.float32)
+    self.net = networks.make_network(config, self.data_shape, schedule.time_labels(self.gammas))
+    self.reference = schedule.reference_mean_fn(d.reference, prior_mean, prior_var, self._g)
+    self.optimizer = score_losses.get_optimizer(config)
+    # A conv net's gradient in a while loop is ~20x slower on XLA:CPU (losses.get_multi_step):
+    # there, images train one jitted step at a time; everything else scans over a chunk.
+    self._unroll = jax.default_backend() == 'cpu' and len(self.data_shape) > 1
+    self._chunk = 1 if self._unroll else math.gcd(d.cache_refresh, d.log_freq)
+    self._build = jax.jit(self._build_impl, static_argnames=('sim_forward', 'use_reference'))
+    self._train = jax.jit(self._train_impl, static_argnames=('n',), donate_argnums=0)
+    self._simulate = jax.jit(self._simulate_impl, static_argnames=('forward', 'use_reference'))
+    self._init_params = jax.jit(lambda key: self.net.init(key, self.data_shape))
+    self._new_state = jax.jit(self._new_state_impl)
+
+  # ------------------------------------------------------------------ state
+
+  def init_nets(self, key: Array) -> dict:
+    """{'forward'|'backward': {'params', 'ema'}}: the checkpointed state of IPF."""
+    kf, kb = jax.random.split(key)
+    pf, pb = self._init_params(kf), self._init_params(kb)
+    return {'forward': {'params': pf, 'ema': pf}, 'backward': {'params': pb, 'ema': pb}}
+
+  def _new_state_impl(self, params, key) -> score_losses.TrainState:
+    # A jitted function returns fresh buffers, so params and EMA never alias (the train
+    # step donates its state).
+    return score_losses.TrainState(
+        step=jnp.zeros((), jnp.int32), params=params, ema_params=params,
+        opt_state=self.optimizer.init(params), rng=jax.random.fold_in(key, 0))
+
+  def _mean_fn(self, params, use_reference: bool):
+    return self.reference if use_reference else self.net.mean_fn(params)
+
+  # ------------------------------------------------------------------ compiled pieces
+
+  def _build_impl(self, sim_params, x_start, key, *, sim_forward, use_reference):
+    return cache_lib.build(self._mean_fn(sim_params, use_reference), x_start, self._g, key,
+                           sim_forward=sim_forward)
+
+  def _simulate_impl(self, params, x_start, key, *, forward, use_reference):
+    return schedule.simulate(self._mean_fn(params, use_reference), x_start, self._g, key,
+                             forward=forward, last_mean=True)
+
+  def _train_impl(self, state: score_losses.TrainState, cache: cache_lib.Cache, *, n: int):
+    d, m = self.config.dsb, self.config.model
+
+    def step_fn(state, _):
+      key = jax.random.fold_in(state.rng, state.step)
+      batch_key, dropout_key = jax.random.split(key)
+      batch = cache_lib.minibatch(cache, batch_key, d.batch_size)
+
+      def loss_fn(params):
+        mean_fn = self.net.mean_fn(params, train=True, rng=dropout_key)
+        return dsb_losses.mean_matching_loss(mean_fn, batch.x, batch.k, batch.target)
+
+      value, grads = jax.value_and_grad(loss_fn)(state.params)
+      updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+      params = jax.tree.map(lambda p, u: p + u, state.params, updates)
+      ema = score_losses.ema_update(state.ema_params, params, state.step, m.ema_rate,
+                                    m.ema_warmup)
+      return state.replace(step=state.step + 1, params=params, ema_params=ema,
+                           opt_state=opt_state), value
+
+    return score_losses.get_multi_step(step_fn, self._unroll)(state, jnp.arange(n))
+
+  # ------------------------------------------------------------------ public
+
+  def run_half(self, h: int, nets: dict, key: Array, start_batch: Callable[[int], Array],
+               init_key: Array | None = None) -> tuple[dict, list[float]]:
+    """Trains the network of half h; returns the updated nets and the logged losses.
+
+    Args:
+      h: half-iteration index from 1.
+      nets: the current {'forward', 'backward'} params and EMAs.
+      key: this half's key.
+      start_batch: r -> [cache_size, ...] start states of the r-th cache refresh (data for a
+        backward half, prior for a forward half), laid out as the caller wants them sharded.
+      init_key: a fresh initialisation when dsb.warm_start is False (required then).
+    """
+    d = self.config.dsb
+    direction = half_direction(h)
+    other = 'forward' if direction == 'backward' else 'backward'
+    use_reference = h == 1   # the first forward chain is the reference process
+    if d.warm_start or init_key is None:
+      params = nets[direction]['params']
+    else:
+      params = self._init_params(init_key)
+    state = self._new_state(params, key)
+    sim_params = nets[other]['ema']
+    logged, pending, tic = [], [], time.time()
+    step = 0
+    while step < d.num_iter:
+      if step % d.cache_refresh == 0:
+        r = step // d.cache_refresh
+        cache = self._build(sim_params, start_batch(r), jax.random.fold_in(key, 1 + r),
+                            sim_forward=direction == 'backward', use_reference=use_reference)
+      n = min(self._chunk - step % self._chunk, d.num_iter - step)
+      state, values = self._train(state, cache, n=n)
+      pending.append(values)
+      step += n
+      if step % d.log_freq == 0 or step == d.num_iter:
+        value = float(jnp.mean(jnp.concatenate(pending)))
+        if not np.isfinite(value):
+          raise TrainingError(f'half-iteration {h} ({direction}): the mean-matching loss became '
+                            f'{value} at step {step}; lower optim.lr or dsb.gamma_max')
+        logged.append(value)
+        pending = []
+        logging.info('IPF half %d (%s)  step %d/%d  loss %.5f  %.1f steps/s', h, direction,
+                     step, d.num_iter, value, d.log_freq / max(time.time() - tic, 1e-9))
+        tic = time.time()
+    nets = dict(nets)
+    nets[direction] = {'params': state.params, 'ema': state.ema_params}
+    return nets, logged
+
+  def sample(self, nets: dict, x_prior: Array, key: Array) -> Array:
+    """Backward EMA network from prior draws; the last step returns the mean.
+
+    Returns:
+      [N + 1, B, ...] trajectory in grid order: [0] the samples, [N] = x_prior.
+    """
+    return self._simulate(nets['backward']['ema'], x_prior, key, forward=False,
+                          use_reference=False)
+
+  def push_forward(self, nets: dict, x_data: Array, key: Array, use_reference: bool = False
+                   ) -> Array:
+    """Forward EMA network (or the reference) from data: [N + 1, B, ...], [N] the end."""
+    return self._simulate(nets['forward']['ema'], x_data, key, forward=True,
+                          use_reference=use_reference)
