@@ -33,6 +33,7 @@ class Checkpointer:
   def __init__(self, workdir: str, *, max_to_keep: int = 3, keep_period: int | None = None,
                create: bool = True):
     self.directory = checkpoint_dir(workdir)
+    self.writable = create
     if not create and not os.path.isdir(self.directory):
       raise CheckpointError(f'no checkpoint in {self.directory}; train first with '
                             f'--mode train --workdir {workdir}')
@@ -41,8 +42,9 @@ class Checkpointer:
           self.directory,
           options=ocp.CheckpointManagerOptions(
               max_to_keep=max_to_keep, keep_period=keep_period, create=create,
-              cleanup_tmp_directories=create))
-    except PermissionError as e:
+              cleanup_tmp_directories=create),
+          item_handlers=ocp.StandardCheckpointHandler())  # lets item_metadata read shapes
+    except OSError as e:  # PermissionError, NotADirectoryError, read-only file system, ...
       raise CheckpointError(f'cannot write checkpoints to {self.directory}: {e.strerror}; '
                             'choose a writable --workdir') from None
 
@@ -62,17 +64,25 @@ class Checkpointer:
     """Restores `step` (default: the newest readable one) into `abstract_state`'s structure.
 
     An unreadable newest checkpoint (killed mid-write, corrupted) is skipped with a
-    warning in favour of the previous one. A shape mismatch with the config is a
+    warning in favour of the previous one; a writable Checkpointer (training) also
+    renames it to `<step>.unreadable`, kept for inspection, so that the resumed run
+    can write that step again. A shape mismatch with the config is a
     CheckpointError: it means the config changed, and silently training from
     scratch would overwrite the user's run.
     """
     steps = [step] if step is not None else self.all_steps()[::-1]
     if not steps:
       raise CheckpointError(f'no checkpoint in {self.directory}; train first with --mode train')
-    last_error = None
+    last_error, skipped = None, []
     for s in steps:
       try:
-        return self.manager.restore(s, args=ocp.args.StandardRestore(abstract_state))
+        self._check_shapes(s, abstract_state)
+        state = self.manager.restore(s, args=ocp.args.StandardRestore(abstract_state))
+        if skipped and self.writable:
+          self._set_aside(skipped)
+        return state
+      except CheckpointError:
+        raise
       except FileNotFoundError as e:
         last_error = e
       except ValueError as e:
@@ -85,7 +95,38 @@ class Checkpointer:
         last_error = e
       logging.warning('Skipping unreadable checkpoint %s/%s: %s', self.directory, s,
                       _first_line(last_error))
+      skipped.append(s)
     raise CheckpointError(f'no readable checkpoint in {self.directory}: {_first_line(last_error)}')
+
+  def _set_aside(self, steps: list[int]) -> None:
+    """Renames unreadable checkpoints out of Orbax's sight (process 0; the others wait)."""
+    if jax.process_index() == 0:
+      for s in steps:
+        path = os.path.join(self.directory, str(s))
+        os.replace(path, f'{path}.unreadable')
+        logging.warning('Moved unreadable checkpoint %s to %s.unreadable', path, path)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices('checkpointing.set_aside')
+    self.manager.reload()
+
+  def _check_shapes(self, step: int, abstract_state: Any) -> None:
+    """CheckpointError naming the first array whose stored shape differs from the config's.
+
+    Read from the checkpoint's metadata before any array: an Orbax read that fails
+    on a shape leaves reader threads behind, which print tracebacks after the error.
+    """
+    metadata = self.manager.item_metadata(step)
+    if getattr(metadata, 'tree', None) is None:
+      return   # no metadata to compare against; Orbax's own checks still apply
+    stored, wanted = _shapes(metadata.tree), _shapes(abstract_state)
+    for path in sorted(set(stored) | set(wanted)):
+      if stored.get(path) != wanted.get(path):
+        raise CheckpointError(
+            f'checkpoint {self.directory}/{step} does not match the config: '
+            f'{"/".join(path)} is {stored.get(path, "absent")} there and '
+            f'{wanted.get(path, "absent")} in the config; use the config it was trained with '
+            'or a fresh --workdir')
 
   def close(self) -> None:
     self.manager.wait_until_finished()
@@ -94,6 +135,14 @@ class Checkpointer:
 
 def _first_line(e: BaseException | None) -> str:
   return str(e).strip().splitlines()[0] if e and str(e).strip() else type(e).__name__
+
+
+def _shapes(tree: Any) -> dict[tuple[str, ...], tuple[int, ...]]:
+  """{path: shape} of a pytree's arrays, with dict keys, attributes and indices as strings."""
+  def name(k):
+    return str(getattr(k, 'key', getattr(k, 'name', getattr(k, 'idx', k))))
+  return {tuple(map(name, path)): tuple(x.shape)
+          for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 def abstract_like(tree: Any, sharding) -> Any:

@@ -89,8 +89,15 @@ def main(argv):
     _die(f'unexpected arguments {argv[1:]}; overrides look like --config.training.n_iters=100')
   logging.get_absl_handler().addFilter(_QuietLibraries())
   import jax
-  if FLAGS.coordinator_address or FLAGS.distributed:
-    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  env = os.environ
+  if FLAGS.coordinator_address or FLAGS.distributed or env.get('JAX_COORDINATOR_ADDRESS'):
+    # Flags, else JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID; what is still
+    # missing JAX auto-detects (Cloud TPU, SLURM, Open MPI, Kubernetes).
+    def from_env(value, name):
+      return int(env[name]) if value is None and env.get(name) else value
+    jax.distributed.initialize(FLAGS.coordinator_address,
+                               from_env(FLAGS.num_processes, 'JAX_NUM_PROCESSES'),
+                               from_env(FLAGS.process_id, 'JAX_PROCESS_ID'))
   config = FLAGS.config
   if not config.name:
     config.name = os.path.splitext(os.path.relpath(config_flags.get_config_filename(
