@@ -158,17 +158,23 @@ class _TfdsExamples:
                      for ex in examples]).astype(np.float32)
 
 
-def _digits_images(split: str, size: int) -> np.ndarray:
-  """sklearn's 8x8 digits as float32 [N, size, size, 1], values v / 16.
+def digits(split: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+  """sklearn's 8x8 digits of one split: images float32 [N, size, size, 1] (v / 16), labels int32 [N].
 
   The split is fixed: a permutation drawn with seed 0 puts its first 1500
   digits in 'train' and the other 297 in 'test', whatever config.seed is.
   """
   from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
-  images = load_digits().images.astype(np.float32) / 16.
+  bunch = load_digits()
+  images = bunch.images.astype(np.float32) / 16.
   perm = np.random.default_rng(_DIGITS_SPLIT_SEED).permutation(len(images))
   idx = perm[:DIGITS_NUM_TRAIN] if split == 'train' else perm[DIGITS_NUM_TRAIN:]
-  return np.stack([_resize(im[:, :, None], size, size) for im in images[idx]])
+  return (np.stack([_resize(im[:, :, None], size, size) for im in images[idx]]),
+          bunch.target[idx].astype(np.int32))
+
+
+def _digits_images(split: str, size: int) -> np.ndarray:
+  return digits(split, size)[0]
 
 
 # --------------------------------------------------------------------------
@@ -193,7 +199,7 @@ def get_data_inverse_scaler(config: ml_collections.ConfigDict) -> Callable:
   return lambda x: x
 
 
-def _dequantize(x: np.ndarray, u: np.ndarray, levels: int) -> np.ndarray:
+def dequantize(x: np.ndarray, u: np.ndarray, levels: int) -> np.ndarray:
   """Uniform dequantization of x = v / (levels - 1) to (v + u) / levels.
 
   With u ~ U[0, 1) this is score_sde's (255 x + u) / 256 for 8-bit data
@@ -241,7 +247,7 @@ class Dataset:
     self.is_image = scaler is not None
     self.num_examples = None if examples is None else len(examples)
     self._examples, self._heldout, self._draw = examples, heldout, draw
-    self._flip, self._levels, self._scaler = flip, levels, scaler
+    self._flip, self.levels, self._scaler = flip, levels, scaler  # levels: 0 = not quantized
     self._seeds = seeds
     self._process_index, self._process_count = process_index, process_count
     # A memo, not data state; lru_cache is thread-safe for prefetch threads.
@@ -294,9 +300,9 @@ class Dataset:
     if self._flip:
       flip = (rng.random(batch_size) < 0.5)[rows]
       x = np.where(flip[:, None, None, None], x[:, :, ::-1], x)
-    if self._levels:
+    if self.levels:
       u = rng.random((batch_size, *self.data_shape), np.float32)[rows]
-      x = _dequantize(x, u, self._levels)
+      x = dequantize(x, u, self.levels)
     return self._scaler(x).astype(np.float32)
 
   def iterate(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -323,10 +329,10 @@ class Dataset:
       x = np.zeros((b, *self.data_shape), np.float32)
       if len(idx):
         real = self._heldout[idx]
-        if self.is_image and self._levels:
+        if self.is_image and self.levels:
           u = np.stack([np.random.default_rng([self._seeds['eval'], i])
                         .random(self.data_shape, np.float32) for i in idx])
-          real = _dequantize(real, u, self._levels)
+          real = dequantize(real, u, self.levels)
         x[:len(idx)] = self._scaler(real) if self.is_image else real
       yield x, np.arange(b) < len(idx)
 

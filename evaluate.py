@@ -99,7 +99,7 @@ def bpd_data(config: ml_collections.ConfigDict) -> tuple[datasets.Dataset, Quant
   deq = copy.deepcopy(config)
   deq.data.uniform_dequantization = True
   # datasets owns the level count (17 for digits, 256 for 8-bit TFDS images).
-  levels = datasets.get_dataset(deq, config.eval.bpd_dataset)._levels  # pylint: disable=protected-access
+  levels = datasets.get_dataset(deq, config.eval.bpd_dataset).levels
   scaler = datasets.get_data_scaler(config)
   scale = float(scaler(np.float32(1.)) - scaler(np.float32(0.)))   # 2 if centred, else 1
   return ds, Quantization(levels=int(levels), scale=scale)
@@ -121,7 +121,7 @@ def make_bpd_fn(config, sde: sde_lib.SDE, model, mesh, quant: Quantization) -> C
     deq_key, probe_key = jax.random.split(key)
     if quant.levels:
       u = jax.random.uniform(deq_key, x.shape, x.dtype)
-      x = scaler(datasets._dequantize(inverse_scaler(x), u, quant.levels))  # pylint: disable=protected-access
+      x = scaler(datasets.dequantize(inverse_scaler(x), u, quant.levels))
     score_fn = mutils.score_fn_from_config(config, sde, model, params)
     result = likelihood.log_likelihood(probe_key, score_fn, sde, x, eps=e.eps, rtol=e.rtol,
                                        atol=e.atol, method=e.ode_method, probe=e.probe)
@@ -266,7 +266,7 @@ def bpd_over_split(config, params, *, bpd_fn: Callable, ds: datasets.Dataset,
       eta = (time.time() - tic) / done_now * (todo - done_now)
       logging.info('%s: repeat %d/%d batch %d/%d  bpd %.4f (running mean %.4f)  nfe %d  eta %s',
                    label, r + 1, repeats, b + 1, batches, rec['sum_bpd'] / max(rec['count'], 1),
-                   running, rec['nfe'], train._fmt_eta(eta))  # pylint: disable=protected-access
+                   running, rec['nfe'], io_utils.fmt_eta(eta))
   return {**summarize(records, repeats, batches), **settings}
 
 

@@ -133,3 +133,10 @@ def save_samples(prefix: str, samples: np.ndarray, *, is_image: bool, inverse_sc
     paths['json'] = prefix + '.json'
     write_json(paths['json'], meta, config)
   return paths
+
+
+def fmt_eta(seconds: float) -> str:
+  """Seconds as 1h02m or 3m05s, for progress lines."""
+  m, s = divmod(int(seconds), 60)
+  h, m = divmod(m, 60)
+  return f'{h}h{m:02d}m' if h else f'{m}m{s:02d}s'

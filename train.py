@@ -158,7 +158,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> losse
         rate = (done - tic_step) / max(time.time() - tic, 1e-9)
         tic, tic_step = time.time(), done
         logging.info('step %d/%d  loss %.5f  %.1f steps/s  eta %s', done, t.n_iters, mean_loss,
-                     rate, _fmt_eta((t.n_iters - done) / max(rate, 1e-9)))
+                     rate, io_utils.fmt_eta((t.n_iters - done) / max(rate, 1e-9)))
         if writer:
           writer.add_scalar('train/loss', mean_loss, done)
           writer.add_scalar('train/steps_per_sec', rate, done)
@@ -215,9 +215,3 @@ def _write_snapshot(config, workdir, snapshot, state, step, train_ds, inverse_sc
             'sampler': config.sampling.to_dict()}, config=config)
   logging.info('step %d  samples -> %s (%d NFE, %.1fs)', step, paths['png'], nfe,
                time.time() - tic)
-
-
-def _fmt_eta(seconds: float) -> str:
-  m, s = divmod(int(seconds), 60)
-  h, m = divmod(m, 60)
-  return f'{h}h{m:02d}m' if h else f'{m}m{s:02d}s'

@@ -60,14 +60,7 @@ class DigitsClassifier(nn.Module):
 def _digits(split: str) -> tuple[np.ndarray, np.ndarray]:
   """(images [N, 8, 8, 1] in [0, 1], labels [N]) of datasets.py's fixed split."""
   import datasets  # pylint: disable=g-import-not-at-top
-  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
-  images = datasets._digits_images(split, SIDE)   # pylint: disable=protected-access
-  # The labels follow the same fixed permutation as the images.
-  target = load_digits().target
-  perm = np.random.default_rng(datasets._DIGITS_SPLIT_SEED).permutation(len(target))  # pylint: disable=protected-access
-  n = datasets.DIGITS_NUM_TRAIN
-  labels = target[perm[:n]] if split == 'train' else target[perm[n:]]
-  return images, labels.astype(np.int32)
+  return datasets.digits(split, SIDE)
 
 
 def accuracy(params: dict, images: np.ndarray, labels: np.ndarray) -> float:

@@ -22,7 +22,6 @@ import pytest
 
 from tests.helpers import REPO, run_python
 
-HAVE = {m: os.path.exists(os.path.join(REPO, f'{m}.py')) for m in ('evaluate', 'controllable')}
 
 CONFIG = """
 import sys
@@ -174,7 +173,7 @@ def cases(tmp):
                                                  '--config.sampling.batch_size=3'),
        ['sampling.batch_size=3', 'device count 2']),
   ]
-  # modes of evaluate.py and controllable.py (NEEDS: skipped where the module is absent)
+  # modes of evaluate.py and controllable.py
   out += [
       ('likelihood_no_ckpt', empty, image_cfg + ['--workdir', empty, '--mode', 'likelihood'],
        ['no checkpoint', empty]),
@@ -185,9 +184,6 @@ def cases(tmp):
        ['sampling.mask', mask, '(5, 5)']),
   ]
   return out
-
-
-NEEDS = {'likelihood_no_ckpt': 'evaluate', 'eval_no_ckpt': 'evaluate', 'mask_shape': 'controllable'}
 
 
 NAN_ID = 'nan_loss'
@@ -202,8 +198,7 @@ def results(tmp_path_factory):
   (tmp / 'empty').mkdir()
   (tmp / 'a_file').write_text('not a directory')
   np.save(tmp / 'mask.npy', np.ones((5, 5), bool))
-  spec = [{'id': i, 'workdir': w, 'args': a} for i, w, a, _ in cases(tmp)
-          if HAVE.get(NEEDS.get(i), True)]
+  spec = [{'id': i, 'workdir': w, 'args': a} for i, w, a, _ in cases(tmp)]
   # A huge learning rate from the trained checkpoint on: the parameters overflow after one
   # step and the next loss is inf/NaN. Run on a copy, which may gain log lines only.
   nan_dir = str(tmp / 'nan')
@@ -236,8 +231,6 @@ def test_training_the_shared_checkpoint_worked(results):
 def test_case(results, case_id):
   import pathlib
   tmp = pathlib.Path(results['_tmp'])
-  if not HAVE.get(NEEDS.get(case_id), True):
-    pytest.skip(f'{NEEDS[case_id]}.py is not in this tree yet')
   needles = {c[0]: c[3] for c in cases(tmp)}[case_id]
   result = results[case_id]
   line = error_line(result)
