@@ -308,11 +308,13 @@ class Dataset:
   def iterate(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """One pass, in fixed order, over this process's shard of the split.
 
-    Process p of P gets examples p, p + P, p + 2P, ... Every process yields
-    the same number of batches (collectives need that), padded with zeros.
-    Images are dequantized (if configured) with noise seeded by the example's
-    index, so results do not depend on P, and never flipped. An infinite toy
-    stream yields a fixed set of TOY_HELDOUT_SIZE draws instead.
+    Global batch k holds examples kB, ..., kB + B - 1 (padded past the end), and
+    process p of P gets its rows p b, ..., p b + b - 1 (b = B // P), as `batch`
+    does: the global batches, and so every per-row random draw of an evaluation,
+    are the same for any P. Every process yields the same number of batches
+    (collectives need that). Images are dequantized (if configured) with noise
+    seeded by the example's index and never flipped. An infinite toy stream
+    yields a fixed set of TOY_HELDOUT_SIZE draws instead.
 
     Args:
       batch_size: global batch size B over all processes.
@@ -323,18 +325,25 @@ class Dataset:
     """
     b = self._local_size(batch_size, 'eval.batch_size')
     n = len(self._heldout)
-    mine = np.arange(self._process_index, n, self._process_count)
-    for k in range(math.ceil(math.ceil(n / self._process_count) / b)):
-      idx = mine[k * b:(k + 1) * b]
+    for k in range(math.ceil(n / batch_size)):
+      start = k * batch_size + self._process_index * b
+      idx = np.arange(start, min(start + b, n))
       x = np.zeros((b, *self.data_shape), np.float32)
       if len(idx):
-        real = self._heldout[idx]
-        if self.is_image and self.levels:
-          u = np.stack([np.random.default_rng([self._seeds['eval'], i])
-                        .random(self.data_shape, np.float32) for i in idx])
-          real = dequantize(real, u, self.levels)
-        x[:len(idx)] = self._scaler(real) if self.is_image else real
+        x[:len(idx)] = self._prepare_heldout(idx)
       yield x, np.arange(b) < len(idx)
+
+  def heldout_examples(self, n: int) -> np.ndarray:
+    """The first n examples of `iterate`'s pass, whole, on every process: [n, *data_shape]."""
+    return self._prepare_heldout(np.arange(min(n, len(self._heldout))))
+
+  def _prepare_heldout(self, idx: np.ndarray) -> np.ndarray:
+    real = self._heldout[idx]
+    if self.is_image and self.levels:
+      u = np.stack([np.random.default_rng([self._seeds['eval'], i])
+                    .random(self.data_shape, np.float32) for i in idx])
+      real = dequantize(real, u, self.levels)
+    return (self._scaler(real) if self.is_image else real).astype(np.float32)
 
 
 def _toy_dataset(config, name, split, **kw) -> Dataset:

@@ -331,15 +331,14 @@ def _real_batches(config, split: str, limit: int):
   """The split in [0, 1] (inverse-scaled) as (x, mask) batches; its first `limit` if > 0."""
   cfg = _reference_config(config)
   inverse = datasets.get_data_inverse_scaler(cfg)
-  p, count = jax.process_index(), jax.process_count()
-  for k, (x, mask) in enumerate(datasets.get_dataset(cfg, split).iterate(
-      config.eval.feature_batch_size)):
+  batch = config.eval.feature_batch_size
+  for k, (x, mask) in enumerate(datasets.get_dataset(cfg, split).iterate(batch)):
     if limit:
-      # Process p holds examples p, p + P, ...: row r of batch k is example (k b + r) P + p.
-      first = k * len(mask)
-      if first * count >= limit:       # the same on every process: collectives stay in step
+      # Row r of process p's part of batch k is example k B + p b + r (Dataset.iterate).
+      if k * batch >= limit:           # the same on every process: collectives stay in step
         break
-      mask = mask & ((first + np.arange(len(mask))) * count + p < limit)
+      first = k * batch + jax.process_index() * len(mask)
+      mask = mask & (first + np.arange(len(mask)) < limit)
     yield np.asarray(inverse(x), np.float32), mask
 
 

@@ -45,6 +45,13 @@ def global_batch(local: np.ndarray, mesh: Mesh, axis: int = 0) -> jax.Array:
   return jax.make_array_from_process_local_data(NamedSharding(mesh, spec), local)
 
 
+def from_host(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
+  """A global array from a host array that every process holds in full (e.g. a held-out
+  set): each process places only the slices its own devices hold."""
+  x = np.asarray(x)
+  return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
 def to_host(x: jax.Array) -> np.ndarray:
   """The full value of a (possibly multi-host) sharded array, on every host."""
   if jax.process_count() == 1:

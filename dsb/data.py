@@ -1,7 +1,8 @@
 """The two ends of the bridge: pi_0 (data, grid point 0) and pi_1 (prior, grid point N).
 
-An endpoint is anything with `batch(step, n)`, `heldout(n)`, `data_shape` and
-`is_image`: a dataset of `datasets.get_dataset` (the 2-D toys, digits, TFDS), or one
+An endpoint is anything with `batch(step, n)` (this process's rows of global batch
+`step` of size n, as `datasets.Dataset.batch`), `heldout(n)` (n held-out examples, the
+same on every process), `data_shape` and `is_image`: a dataset of `datasets.get_dataset` (the 2-D toys, digits, TFDS), or one
 of two DSB-side sources:
 
 - `gaussian`: N(mean 1, var I), for the Gaussian-to-Gaussian benchmark and as prior;
@@ -16,6 +17,7 @@ from __future__ import annotations
 import functools
 import string
 
+import jax
 import numpy as np
 
 import datasets
@@ -23,6 +25,12 @@ from errors import ConfigError
 
 LETTERS_NUM_TRAIN, LETTERS_NUM_TEST = datasets.DIGITS_NUM_TRAIN, 297
 _LETTERS_SEED = 1
+
+
+def _my_rows(x: np.ndarray) -> np.ndarray:
+  """This process's rows of a global batch that every process drew in full."""
+  b = len(x) // jax.process_count()
+  return x[jax.process_index() * b:(jax.process_index() + 1) * b]
 
 
 class GaussianEndpoint:
@@ -42,7 +50,7 @@ class GaussianEndpoint:
     return (self.mean + self.std * rng.standard_normal((n, *self.data_shape))).astype(np.float32)
 
   def batch(self, step: int, n: int) -> np.ndarray:
-    return self._draw([self._seed, step], n)
+    return _my_rows(self._draw([self._seed, step], n))
 
   def heldout(self, n: int) -> np.ndarray:
     return self._draw([self._seed, 2**31 - 1], n)   # a stream position batch() never uses
@@ -89,7 +97,7 @@ class ArrayEndpoint:
 
   def batch(self, step: int, n: int) -> np.ndarray:
     idx = np.random.default_rng([self._seed, step]).integers(len(self._train), size=n)
-    return self._scaler(self._train[idx]).astype(np.float32)
+    return self._scaler(self._train[_my_rows(idx)]).astype(np.float32)
 
   def heldout(self, n: int) -> np.ndarray:
     return self._scaler(self._test[:n]).astype(np.float32)
@@ -106,13 +114,7 @@ class DatasetEndpoint:
     return self._ds.batch(step, n)
 
   def heldout(self, n: int) -> np.ndarray:
-    xs, got = [], 0
-    for x, mask in self._ds.iterate(min(n, 512)):
-      xs.append(x[mask])
-      got += int(mask.sum())
-      if got >= n:
-        break
-    return np.concatenate(xs)[:n]
+    return self._ds.heldout_examples(n)
 
 
 def get_endpoint(config, name: str, tag: str, data_shape: tuple | None = None):

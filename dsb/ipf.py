@@ -25,6 +25,7 @@ from absl import logging
 import losses as score_losses
 from dsb import cache as cache_lib
 from dsb import losses as dsb_losses
+import parallel
 from dsb import networks, schedule
 from errors import ConfigError, TrainingError
 
@@ -44,7 +45,8 @@ def check_config(config) -> None:
                 'num_samples'):
     if getattr(d, field) < 1:
       raise ConfigError(f'dsb.{field}={getattr(d, field)} must be >= 1')
-  for field in ('batch_size', 'cache_size', 'num_samples'):
+  for field in ('batch_size', 'cache_size', 'num_samples') + (
+      ('estimate_size',) if d.estimate_prior else ()):
     if getattr(d, field) % jax.device_count():
       raise ConfigError(f'dsb.{field}={getattr(d, field)} is not divisible by the device count '
                         f'{jax.device_count()}; use a multiple of it')
@@ -58,9 +60,11 @@ class IPF:
     config: the experiment config (`dsb.*`, `model.*`, `optim.*`).
     data_shape: one example's shape.
     prior_mean, prior_var: the reference's N(m, v), broadcastable to data_shape.
+    mesh: the device mesh (default: all devices); networks and optimizer state are
+      replicated on it, batches and trajectories are the caller's (sharded on 'data').
   """
 
-  def __init__(self, config, data_shape: tuple, prior_mean, prior_var):
+  def __init__(self, config, data_shape: tuple, prior_mean, prior_var, mesh=None):
     check_config(config)
     d = config.dsb
     self.config = config
@@ -74,11 +78,17 @@ class IPF:
     # there, images train one jitted step at a time; everything else scans over a chunk.
     self._unroll = jax.default_backend() == 'cpu' and len(self.data_shape) > 1
     self._chunk = 1 if self._unroll else math.gcd(d.cache_refresh, d.log_freq)
+    # Explicit replicated outputs: with several processes a state left to the default
+    # (this process's first device) would not be one global array, and Orbax could not
+    # save it.
+    rep = parallel.replicated(mesh or parallel.make_mesh())
     self._build = jax.jit(self._build_impl, static_argnames=('sim_forward', 'use_reference'))
-    self._train = jax.jit(self._train_impl, static_argnames=('n',), donate_argnums=0)
+    self._train = jax.jit(self._train_impl, static_argnames=('n',), donate_argnums=0,
+                          out_shardings=(rep, rep))
     self._simulate = jax.jit(self._simulate_impl, static_argnames=('forward', 'use_reference'))
-    self._init_params = jax.jit(lambda key: self.net.init(key, self.data_shape))
-    self._new_state = jax.jit(self._new_state_impl)
+    self._init_params = jax.jit(lambda key: self.net.init(key, self.data_shape),
+                                out_shardings=rep)
+    self._new_state = jax.jit(self._new_state_impl, out_shardings=rep)
 
   # ------------------------------------------------------------------ state
 

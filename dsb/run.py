@@ -42,7 +42,9 @@ def prior_moments(config, data, prior) -> tuple[np.ndarray, np.ndarray]:
   if not d.estimate_prior:
     return np.float32(d.prior_mean), np.float32(d.prior_var)
   source = prior if d.prior != 'gaussian' else data
-  x = source.batch(0, d.estimate_size).astype(np.float64)
+  # Every process gathers the whole batch, so all estimate the same moments.
+  x = parallel.to_host(parallel.global_batch(source.batch(0, d.estimate_size),
+                                             parallel.make_mesh())).astype(np.float64)
   return x.mean(0).astype(np.float32), np.float32(x.var(0).mean())
 
 
@@ -71,8 +73,8 @@ def dsb_mode(config, workdir: str, stop_after: int | None = None) -> dict:
   m, v = prior_moments(config, data, prior)
   if d.prior == 'gaussian':   # the prior is the reference's N(m, v), estimated or not
     prior = dsb_data.GaussianEndpoint(data.data_shape, m, v, config.seed, 'prior')
-  ipf = ipf_lib.IPF(config, data.data_shape, m, v)
   mesh = parallel.make_mesh()
+  ipf = ipf_lib.IPF(config, data.data_shape, m, v, mesh)
   rep, shard = parallel.replicated(mesh), parallel.data_sharding(mesh)
   is_2d = tuple(data.data_shape) == (2,)
   inverse_scaler = datasets.get_data_inverse_scaler(config)
@@ -93,7 +95,7 @@ def dsb_mode(config, workdir: str, stop_after: int | None = None) -> dict:
   # ------------------------------------------------------------------ state
   ckpt = checkpointing.Checkpointer(out_dir, max_to_keep=d.max_to_keep)
   base_key = jax.random.PRNGKey(config.seed)
-  nets = jax.device_put(ipf.init_nets(jax.random.fold_in(base_key, 0)), rep)
+  nets = ipf.init_nets(jax.random.fold_in(base_key, 0))     # replicated on the mesh
   done = ckpt.latest_step() or 0
   if done:
     nets = ckpt.restore(checkpointing.abstract_like(nets, rep))
@@ -139,8 +141,8 @@ def _evaluate(config, ipf, nets, n, held_data, held_prior, mesh, shard, out_dir,
   d = config.dsb
   key = jax.random.fold_in(jax.random.PRNGKey(config.seed + 1), n)
   k1, k2 = jax.random.split(key)
-  traj_b = parallel.to_host(ipf.sample(nets, jax.device_put(held_prior, shard), k1))
-  traj_f = parallel.to_host(ipf.push_forward(nets, jax.device_put(held_data, shard), k2))
+  traj_b = parallel.to_host(ipf.sample(nets, parallel.from_host(held_prior, shard), k1))
+  traj_f = parallel.to_host(ipf.push_forward(nets, parallel.from_host(held_data, shard), k2))
   samples, pushed = traj_b[0], traj_f[-1]
   losses = {r['direction']: r['loss'] for r in record['halves'] if r['iteration'] == n}
   result = {'iteration': n, 'loss_backward': losses.get('backward'),

@@ -8,6 +8,9 @@ Both see the same global batches, because batch k is a pure function of
 (seed, k) and each process keeps its rows of it, so their loss curves, eval
 losses, gathered samples and checkpoints must agree.
 
+The evaluation modes (likelihood, eval, DMCMC, DSB) are held to the same
+standard: each result is gathered once and equals the 2-device run's.
+
 Only process 0 may write outside `checkpoints/` (where Orbax has every process
 write its own shard). Each process runs main.py under a Python audit hook that
 records every file it opens for writing, creates, renames or removes in the
@@ -15,6 +18,7 @@ workdir; process 1's record must be empty outside `checkpoints/`.
 """
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -27,8 +31,11 @@ import checkpointing
 import losses
 import parallel
 import train
+from dmcmc import run as dmcmc_run
 from models import create_model
 from tests.helpers import REPO, tiny_config
+from tests.test_dmcmc import _run_config as dmcmc_config
+from tests.test_evaluate import toy_config as likelihood_config
 
 N_ITERS = 20
 
@@ -46,8 +53,9 @@ def get_config():
   return c
 """
 
-# main.py under an audit hook (PEP 578) that records what this process writes in the workdir.
-AUDITED_MAIN = r"""
+# An audit hook (PEP 578) that records what this process writes in the workdir;
+# argv: record path, workdir, then the program's own arguments.
+AUDIT = r"""
 import atexit, json, os, runpy, sys
 record_path, workdir = sys.argv[1], os.path.realpath(sys.argv[2])
 written = set()
@@ -74,8 +82,34 @@ def dump():
 
 atexit.register(dump)
 sys.addaudithook(hook)
+"""
+
+# main.py as a user runs it.
+AUDITED_MAIN = AUDIT + r"""
 sys.argv = ['main.py'] + sys.argv[3:]
 runpy.run_path('main.py', run_name='__main__')
+"""
+
+# The evaluation modes one after another in one process (one start-up and one
+# distributed runtime instead of one per mode), each through main.run as main.py
+# dispatches it, with the tests' tiny configs; argv[3]: the pre-trained workdirs.
+MODES_DRIVER = AUDIT + r"""
+import jax
+if os.environ.get('JAX_COORDINATOR_ADDRESS'):
+  jax.distributed.initialize(os.environ['JAX_COORDINATOR_ADDRESS'],
+                             int(os.environ['JAX_NUM_PROCESSES']),
+                             int(os.environ['JAX_PROCESS_ID']))
+import pathlib
+import main
+from tests.test_dmcmc import _run_config
+from tests.test_dsb import tiny_toy_config
+from tests.test_evaluate import toy_config
+config = toy_config()
+config.eval.begin_ckpt = config.eval.end_ckpt = 2
+for mode in ('likelihood', 'eval'):
+  main.run(config, os.path.join(workdir, 'score'), mode)
+main.run(_run_config(pathlib.Path(sys.argv[3])), os.path.join(workdir, 'dmcmc'), 'dmcmc')
+main.run(tiny_toy_config(), os.path.join(workdir, 'dsb'), 'dsb')
 """
 
 
@@ -85,18 +119,19 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-def launch(workdir, record, args, *, process_id=None, port=None, devices=1):
+def launch(workdir, record, args, *, process_id=None, port=None, devices=1, program=None):
   """Starts main.py (audited) as one process of a 2-process job, or alone with `devices`.
 
   The job's coordinates reach process 0 as main.py's flags and process 1 as the
   JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID environment, so both
-  ways of launching are exercised.
+  ways of launching are exercised. `program` (MODES_DRIVER) replaces main.py; it
+  reads the environment only.
   """
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': REPO,
          'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
-  cmd = [sys.executable, '-c', AUDITED_MAIN, str(record), str(workdir), '--workdir', str(workdir),
-         *args]
-  if process_id == 0:     # process 0 is told by flags, process 1 by the environment
+  cmd = [sys.executable, '-c', program or AUDITED_MAIN, str(record), str(workdir),
+         *(args if program else ['--workdir', str(workdir), *args])]
+  if process_id == 0 and not program:  # process 0 is told by flags, process 1 by the environment
     cmd += ['--coordinator_address', f'127.0.0.1:{port}', '--num_processes', '2',
             '--process_id', '0']
   elif process_id is not None:
@@ -106,7 +141,7 @@ def launch(workdir, record, args, *, process_id=None, port=None, devices=1):
                           stderr=subprocess.STDOUT, text=True)
 
 
-def run_both(tmp_path, tag, args):
+def run_both(tmp_path, tag, args, program=None):
   """Runs `args` as 2 processes x 1 device (workdir mp/) and as 1 process x 2 devices (sp/).
 
   Returns:
@@ -114,8 +149,9 @@ def run_both(tmp_path, tag, args):
   """
   port = free_port()
   procs = {f'mp{i}': launch(tmp_path / 'mp', tmp_path / f'{tag}_mp{i}.json', args,
-                            process_id=i, port=port) for i in (0, 1)}
-  procs['sp'] = launch(tmp_path / 'sp', tmp_path / f'{tag}_sp.json', args, devices=2)
+                            process_id=i, port=port, program=program) for i in (0, 1)}
+  procs['sp'] = launch(tmp_path / 'sp', tmp_path / f'{tag}_sp.json', args, devices=2,
+                       program=program)
   try:
     for name, proc in procs.items():
       out, _ = proc.communicate(timeout=900)
@@ -210,3 +246,45 @@ def test_two_processes_match_two_devices(tmp_path):
 def test_two_processes_match_two_devices_image(tmp_path):
   """Tiny NCSN++ on digits: each process reads its own rows of the real data, flips included."""
   check_pair(tmp_path, image=True)
+
+
+def test_evaluation_modes_two_processes_match_two_devices(tmp_path):
+  """--mode likelihood, eval, dmcmc and dsb as 2 processes: each result is gathered once,
+  written once by process 0, and equals the 2-device run's (the same global batches and
+  per-row random draws for any process count: Dataset.iterate, DSB's endpoints)."""
+  pre = tmp_path / 'pre'                 # read-only inputs, trained here on one device
+  config = dmcmc_config(pre)
+  train.train_and_evaluate(config, config.dmcmc.score_workdir)
+  train.train_and_evaluate(dmcmc_run.classifier_config(config), config.dmcmc.classifier_workdir)
+  train.train_and_evaluate(likelihood_config(), str(pre / 'score'))
+  for run in ('mp', 'sp'):
+    shutil.copytree(pre / 'score' / 'checkpoints', tmp_path / run / 'score' / 'checkpoints')
+  records = run_both(tmp_path, 'modes', [str(pre)], program=MODES_DRIVER)
+
+  mp, sp = tmp_path / 'mp', tmp_path / 'sp'
+  # Same reasoning as the training test: only the transport of a cross-device sum can
+  # differ, a float32 rounding or so per reduction (measured: equal to the last bit).
+  for name, key in (('likelihood.json', 'bpd'), ('ckpt_2.json', 'test_loss')):
+    a, b = (json.load(open(w / 'score' / 'eval' / name)) for w in (mp, sp))
+    np.testing.assert_allclose(a[key], b[key], rtol=1e-5)
+  assert json.load(open(mp / 'score' / 'eval' / 'likelihood.json'))['num_images'] == 3 * 64
+  x = {w: np.load(w / 'dmcmc' / 'dmcmc' / 'samples.npz')['samples'] for w in (mp, sp)}
+  assert x[mp].shape == (config.dmcmc.num_outputs, 2)          # every process's chains
+  np.testing.assert_allclose(x[mp], x[sp], rtol=1e-4, atol=1e-5)
+  for key in ('samples', 'forward'):                            # both directions, 64 each
+    a, b = (np.load(w / 'dsb' / 'dsb' / 'samples' / 'iter_2.npz')[key] for w in (mp, sp))
+    assert a.shape == (64, 2)
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  a, b = (json.load(open(w / 'dsb' / 'dsb' / 'metrics.json')) for w in (mp, sp))
+  np.testing.assert_allclose([h['loss'] for h in a['halves']], [h['loss'] for h in b['halves']],
+                             rtol=1e-5)
+  np.testing.assert_allclose([i['sw_data'] for i in a['iterations']],
+                             [i['sw_data'] for i in b['iterations']], rtol=1e-4)
+
+  expected = {'score/eval/likelihood.json', 'score/eval/ckpt_2.json',
+              'dmcmc/dmcmc/samples.npz', 'dmcmc/dmcmc/samples.png', 'dsb/dsb/metrics.json',
+              'dsb/dsb/samples/iter_2.npz'}
+  assert expected <= set(records['mp0']), records['mp0']
+  # Process 1 writes only its shard of DSB's Orbax checkpoints.
+  outside = [p for p in records['mp1'] if 'checkpoints' not in p.split(os.sep)]
+  assert outside == [], outside
