@@ -244,8 +244,18 @@ def test_two_processes_match_two_devices(tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_match_two_devices_image(tmp_path):
-  """Tiny NCSN++ on digits: each process reads its own rows of the real data, flips included."""
-  check_pair(tmp_path, image=True)
+  """Tiny NCSN++ on digits: each process reads its own rows of the real data, flips included;
+  then --mode inpaint, whose source images are each process's rows of the test split."""
+  config_path = check_pair(tmp_path, image=True)
+  records = run_both(tmp_path, 'inpaint', ['--config', str(config_path), '--mode', 'inpaint',
+                                           '--config.sampling.num_images=4'])
+  name = f'inpaint_half_euler_maruyama_none_ckpt{N_ITERS}'
+  a, b = (np.load(tmp_path / w / 'samples' / f'{name}.npz') for w in ('mp', 'sp'))
+  assert a['result'].shape == (4, 8, 8, 1)                      # both processes' images
+  np.testing.assert_array_equal(a['original'], b['original'])   # the same 4 test images
+  np.testing.assert_allclose(a['result'], b['result'], rtol=1e-4, atol=1e-5)
+  assert f'samples/{name}.png' in records['mp0']
+  assert records['mp1'] == [], records['mp1']
 
 
 def test_evaluation_modes_two_processes_match_two_devices(tmp_path):
