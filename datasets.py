@@ -15,7 +15,8 @@ vectorised index arithmetic below takes ~0.1 ms.
 
 Values are in model space: images in [0, 1], or [-1, 1] if data.centered; toys
 as generated. TFDS datasets are read without TensorFlow from local array_record
-files; nothing here touches the network (see `_prepared_dir`).
+files; nothing here touches the network (see `_prepared_dir`). CelebA-HQ and
+FFHQ are read from a folder of image files (`FOLDER_DATASETS`).
 """
 import dataclasses
 import functools
@@ -97,8 +98,14 @@ TFDS_DATASETS = {
     'celeb_a': _TfdsSpec(3, 'validation', _celeba),
     'lsun/<category>': _TfdsSpec(3, 'validation', _lsun),
 }
+# Datasets that TFDS cannot build (FFHQ) or builds only from a manual download
+# (CelebA-HQ): read from a folder of image files, as score_sde read its own
+# tfrecords of them. It has no held-out split, so 'test' reads the same images
+# (score_sde evaluates both on 'train' too).
+FOLDER_DATASETS = ('celeb_a_hq', 'ffhq')
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.webp', '.bmp')
 _KINDS = {'digits': 'digits', **{n: 'toy' for n in TOYS},
-          **{n: 'tfds' for n in TFDS_DATASETS}}
+          **{n: 'tfds' for n in TFDS_DATASETS}, **{n: 'folder' for n in FOLDER_DATASETS}}
 
 
 def _prepared_dir(name: str, data_dir: str) -> str:
@@ -156,6 +163,46 @@ class _TfdsExamples:
     examples = self._source.__getitems__([int(i) for i in idx])
     return np.stack([self._preprocess(ex['image'].astype(np.float32) / 255.)
                      for ex in examples]).astype(np.float32)
+
+
+class _FolderExamples:
+  """The image files under a folder, read by index: -> float32 [k, size, size, 3] in [0, 1].
+
+  Files are sorted by relative path, so index i is the same file on every
+  process and every run; each is converted to RGB, centre-cropped to a square
+  and resized (a no-op for FFHQ / CelebA-HQ at their native sizes).
+  """
+
+  def __init__(self, name: str, folder: str, size: int):
+    folder = os.path.expanduser(folder)
+    if not folder or not os.path.isdir(folder):
+      raise DataError(
+          f'data.dataset={name!r} is read from a folder of image files, and data.data_dir='
+          f'{folder!r} is not a directory; set --config.data.data_dir=/path/to/{name} '
+          f'(PNG/JPEG files, any depth)')
+    self._files = sorted(
+        os.path.relpath(os.path.join(root, f), folder)
+        for root, _, files in os.walk(folder, followlinks=True)
+        for f in files if f.lower().endswith(IMAGE_SUFFIXES))
+    if not self._files:
+      raise DataError(f'data.data_dir={folder!r} holds no image files '
+                      f'({", ".join(IMAGE_SUFFIXES)}) for data.dataset={name!r}')
+    self._folder, self._size = folder, size
+
+  def __len__(self) -> int:
+    return len(self._files)
+
+  def _read(self, i: int) -> np.ndarray:
+    path = os.path.join(self._folder, self._files[i])
+    try:
+      with Image.open(path) as im:
+        x = np.asarray(im.convert('RGB'), np.float32) / 255.
+    except OSError as e:
+      raise DataError(f'cannot read image {path}: {e}') from None
+    return _square(_central_crop(x, min(x.shape[:2])), self._size)
+
+  def __getitem__(self, idx: np.ndarray) -> np.ndarray:
+    return np.stack([self._read(int(i)) for i in np.atleast_1d(idx)])
 
 
 def digits(split: str, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -389,7 +436,8 @@ def get_dataset(config: ml_collections.ConfigDict, split: str = 'train', *,
 
   Raises:
     ConfigError: unknown dataset or split, or a field that does not fit it.
-    DataError: a TFDS dataset that is not prepared locally as array_record.
+    DataError: a TFDS dataset that is not prepared locally as array_record, or an
+      image-folder dataset whose data.data_dir holds no images.
   """
   if split not in SPLITS:
     raise ConfigError(f'split={split!r} is unknown; valid: {", ".join(SPLITS)}')
@@ -407,13 +455,16 @@ def get_dataset(config: ml_collections.ConfigDict, split: str = 'train', *,
     return _toy_dataset(config, name, split, **kw)
 
   size, channels = config.data.image_size, config.data.num_channels
-  want, levels = (1, 17) if kind == 'digits' else (TFDS_DATASETS[key].channels, 256)
+  want, levels = ((1, 17) if kind == 'digits' else (3, 256) if kind == 'folder'
+                  else (TFDS_DATASETS[key].channels, 256))
   if size <= 0:
     raise ConfigError(f'data.image_size={size} must be positive')
   if channels != want:
     raise ConfigError(f'data.num_channels={channels} but {name!r} has {want}')
   if kind == 'digits':
     examples = _digits_images(split, size)
+  elif kind == 'folder':
+    examples = _FolderExamples(name, config.data.data_dir, size)
   else:
     examples = _TfdsExamples(name, TFDS_DATASETS[key], split, size,
                              config.data.data_dir)

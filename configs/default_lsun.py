@@ -1,7 +1,7 @@
 """Family defaults for 256 px and larger images (score_sde's default_lsun_configs).
 
-LSUN needs TFDS (`lsun/<category>`); CelebA-HQ and FFHQ have no reader in
-datasets.py yet (training them fails at once with a DataError naming the dataset).
+LSUN needs TFDS (`lsun/<category>`); CelebA-HQ and FFHQ (`celeb_a_hq`, `ffhq`) are
+read from a folder of image files given as data.data_dir.
 """
 from configs.defaults import get_default_configs
 

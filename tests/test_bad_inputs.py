@@ -166,6 +166,11 @@ def cases(tmp):
                                            '--config.data.num_channels=3',
                                            f'--config.data.data_dir={tmp / "no_tfds"}'],
        ['cifar10', str(tmp / 'no_tfds')]),
+      # an image-folder dataset (FFHQ) whose folder does not exist
+      ('image_folder_missing', empty, image_cfg + ['--workdir', empty, '--config.data.dataset=ffhq',
+                                                   '--config.data.num_channels=3',
+                                                   f'--config.data.data_dir={tmp / "no_ffhq"}'],
+       ['data.data_dir', str(tmp / 'no_ffhq')]),
       # the global batch must split over the 2 devices
       ('batch_not_divisible', toy, on_toy('--config.training.batch_size=7'),
        ['training.batch_size=7', 'device count 2']),

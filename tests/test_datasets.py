@@ -388,3 +388,50 @@ def test_missing_tfds_dataset_fails_fast_offline(tmp_path):
     assert part in message
   with pytest.raises(ConfigError, match='data.num_channels'):
     _get(dataset='cifar10', num_channels=1, data_dir=str(tmp_path))
+
+
+def _write_faces(folder, n=6, shape=(12, 16)):
+  """n random RGB PNGs, every other one in a subfolder, and a non-image file."""
+  rng = np.random.default_rng(0)
+  images = {}
+  for i in range(n):
+    pixels = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    name = f'sub/{i:02d}.png' if i % 2 else f'{i:02d}.png'
+    (folder / name).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(folder / name)
+    images[name] = pixels
+  (folder / 'notes.txt').write_text('not an image')
+  return images
+
+
+def test_image_folder_dataset_reads_every_file_cropped_and_resized(tmp_path):
+  images = _write_faces(tmp_path)
+  data = _get(dataset='ffhq', image_size=12, num_channels=3, data_dir=str(tmp_path),
+              random_flip=False, uniform_dequantization=False)
+  assert data.num_examples == len(images)
+  # One epoch of the stream is a permutation of the files; each image is the
+  # central 12x12 crop of its 12x16 file, exactly (no resize at the crop size).
+  expected = {name: px[:, 2:14].astype(np.float32) / 255. for name, px in images.items()}
+  seen = data.batch(0, len(images))
+  for x in seen:
+    assert sum(np.array_equal(x, e) for e in expected.values()) == 1
+  # 'test' is the same folder (no held-out split), in sorted file order.
+  test = _get('test', dataset='celeb_a_hq', image_size=12, num_channels=3,
+              data_dir=str(tmp_path), uniform_dequantization=False)
+  x, mask = next(test.iterate(len(images)))
+  assert mask.all()
+  np.testing.assert_array_equal(x, np.stack([expected[k] for k in sorted(expected)]))
+  # A larger image size resizes the square crop (values stay in [0, 1]).
+  big = _get(dataset='ffhq', image_size=24, num_channels=3, data_dir=str(tmp_path)).batch(0, 2)
+  assert big.shape == (2, 24, 24, 3) and 0 <= big.min() and big.max() <= 1
+
+
+def test_image_folder_dataset_errors_name_the_field(tmp_path):
+  for folder in (str(tmp_path / 'missing'), ''):
+    with pytest.raises(DataError, match='data.data_dir') as error:
+      _get(dataset='ffhq', image_size=8, num_channels=3, data_dir=folder)
+    assert '\n' not in str(error.value)
+  with pytest.raises(DataError, match='holds no image files'):
+    _get(dataset='celeb_a_hq', image_size=8, num_channels=3, data_dir=str(tmp_path))
+  with pytest.raises(ConfigError, match='data.num_channels'):
+    _get(dataset='ffhq', image_size=8, num_channels=1, data_dir=str(tmp_path))

@@ -1,8 +1,10 @@
 """NCSN++ cont. (VE) on CelebA-HQ 1024, as score_sde's configs/ve/celebahq_ncsnpp_continuous.py.
 
-CelebA-HQ / FFHQ have no reader in datasets.py yet: training fails at once with a DataError.
+Reads a folder of image files (PNG/JPEG at any depth; TFDS has no CelebA-HQ builder
+that works offline), centre-cropped and resized to data.image_size:
 
-    python main.py --config configs/ve/celebahq_1024_ncsnpp_continuous.py --workdir runs/celebahq_1024_ncsnpp_continuous --mode train
+    python main.py --config configs/ve/celebahq_1024_ncsnpp_continuous.py --workdir runs/celebahq_1024_ncsnpp_continuous --mode train \
+        --config.data.data_dir=/path/to/celeb_a_hq_images
 
 Tiny override (a few training steps on CPU, on the bundled digits):
 

@@ -1,8 +1,10 @@
 """NCSN++ cont. (VE) on FFHQ 256, as score_sde's configs/ve/ffhq_256_ncsnpp_continuous.py.
 
-CelebA-HQ / FFHQ have no reader in datasets.py yet: training fails at once with a DataError.
+Reads a folder of image files (PNG/JPEG at any depth; TFDS has no FFHQ builder
+that works offline), centre-cropped and resized to data.image_size:
 
-    python main.py --config configs/ve/ffhq_256_ncsnpp_continuous.py --workdir runs/ffhq_256_ncsnpp_continuous --mode train
+    python main.py --config configs/ve/ffhq_256_ncsnpp_continuous.py --workdir runs/ffhq_256_ncsnpp_continuous --mode train \
+        --config.data.data_dir=/path/to/ffhq_images
 
 Tiny override (a few training steps on CPU, on the bundled digits):
 
