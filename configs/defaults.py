@@ -128,6 +128,7 @@ def get_default_configs() -> ml_collections.ConfigDict:
   model.init_scale = 0.
   model.conv_size = 3
   model.hidden_dims = (256, 256, 256)  # mlp only
+  model.attn_every_up_block = False    # ddpm only: True = Ho et al.'s up-path attention (35.7M)
 
   config.optim = optim = ml_collections.ConfigDict()
   optim.optimizer = 'Adam'

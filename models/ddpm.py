@@ -2,11 +2,14 @@
 
 A Wide-ResNet U-Net with GroupNorm, sinusoidal (positional) time embedding,
 DDPM residual blocks (NIN shortcut, no skip rescaling, zero-initialised last
-conv), conv resampling and self-attention at the `attn_resolutions`. Unlike
-NCSN++ (one attention block per level on the way up), DDPM attends after every
-residual block at those resolutions, on both paths. For CIFAR-10 (nf 128,
-ch_mult (1, 2, 2, 2), 2 blocks, attention at 16) it has 35,746,307 parameters,
-the 35.7M of Ho et al.
+conv), conv resampling and self-attention at the `attn_resolutions`: after
+every residual block on the way down, once per level (after its blocks) on the
+way up, as score_sde's models/ddpm.py, the reference for the score-SDE configs:
+35,218,947 parameters for CIFAR-10 (nf 128, ch_mult (1, 2, 2, 2), 2 blocks,
+attention at 16), equal to score_sde_pytorch's. `attn_every_up_block=True`
+attends after every up-path block too, as Ho et al.'s own diffusion_tf
+unet.py: two attention blocks more on CIFAR-10, 35,746,307 parameters, the
+paper's 35.7M.
 """
 import functools
 from typing import Sequence
@@ -31,7 +34,8 @@ class DDPM(nn.Module):
 
   Attributes: as NCSNpp's namesakes (nf, ch_mult, num_res_blocks,
   attn_resolutions, dropout, conditional, resamp_with_conv, nonlinearity,
-  num_channels, image_size, centered).
+  num_channels, image_size, centered); attn_every_up_block: Ho et al.'s
+  placement of up-path attention (see the module docstring).
   """
   nf: int = 128
   ch_mult: Sequence[int] = (1, 2, 2, 2)
@@ -44,6 +48,7 @@ class DDPM(nn.Module):
   num_channels: int = 3
   image_size: int = 32
   centered: bool = True
+  attn_every_up_block: bool = False
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> 'DDPM':
@@ -65,7 +70,8 @@ class DDPM(nn.Module):
                attn_resolutions=tuple(model.attn_resolutions), dropout=model.dropout,
                conditional=model.conditional, resamp_with_conv=model.resamp_with_conv,
                nonlinearity=model.nonlinearity.lower(), num_channels=data.num_channels,
-               image_size=data.image_size, centered=data.centered)
+               image_size=data.image_size, centered=data.centered,
+               attn_every_up_block=model.attn_every_up_block)
 
   tiny_config_overrides = staticmethod(tiny_config_overrides)
 
@@ -108,8 +114,10 @@ class DDPM(nn.Module):
       for _ in range(self.num_res_blocks + 1):
         h = jnp.concatenate([h, hs.pop()], axis=-1)
         h = resblock(out_ch=self.nf * self.ch_mult[level])(h, temb, train)
-        if h.shape[1] in self.attn_resolutions:   # per block: Ho et al.'s unet.py
+        if self.attn_every_up_block and h.shape[1] in self.attn_resolutions:
           h = attn()(h)
+      if not self.attn_every_up_block and h.shape[1] in self.attn_resolutions:
+        h = attn()(h)
       if level != 0:
         h = layers.Upsample(with_conv=self.resamp_with_conv)(h)
     assert not hs, len(hs)

@@ -1,4 +1,9 @@
-"""DDPM++ cont. (VE) on CIFAR-10, as score_sde's configs/ve/cifar10_ddpmpp_continuous.py.
+"""DDPM++ cont. (VE) on CIFAR-10 (score-SDE paper, Table 3).
+
+score_sde ships no config for this row: it is the model of score_sde's
+configs/vp/cifar10_ddpmpp_continuous.py with the VE settings of its
+configs/ve/cifar10_ncsnpp_continuous.py (Fourier time features, output divided
+by sigma, inputs in [0, 1], summed loss, reverse-diffusion + Langevin sampler).
 
 Needs CIFAR-10 prepared for TFDS (`tfds build cifar10 --file_format=array_record`).
 
