@@ -2,8 +2,11 @@
 import ast
 import glob
 import importlib
+import json
+import math
 import os
 import re
+import shlex
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +17,7 @@ import sampling
 import sde_lib
 import train
 from models import create_model
-from tests.helpers import REPO
+from tests.helpers import REPO, run_python
 
 CONFIGS = sorted(os.path.relpath(p, REPO)[:-3].replace('/', '.')
                  for p in glob.glob(os.path.join(REPO, 'configs', '*', '*.py'))
@@ -63,3 +66,29 @@ def test_published_ddpmpp_has_the_reference_parameter_count():
   variables = jax.eval_shape(lambda: create_model(config).init(
       jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), jnp.zeros((1,))))
   assert sum(x.size for x in jax.tree.leaves(variables['params'])) == 61_804_419
+
+
+def tiny_command(module) -> list[str]:
+  """The docstring's tiny `python main.py ...` command, as argv after `python`."""
+  doc = (module.__doc__ or '').split('Tiny override')[1]
+  line = next(l for l in doc.splitlines() if l.strip().startswith('python main.py'))
+  return shlex.split(line)[1:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', [n for n in CONFIGS
+                                  if tiny_override(importlib.import_module(n))])
+def test_documented_tiny_command_trains(name, tmp_path):
+  """Each config's documented tiny command, run as a user runs it (main.py, a few steps on
+  digits): exit 0, a finite loss at every logged step, a checkpoint at the last step."""
+  module = importlib.import_module(name)
+  argv = tiny_command(module)
+  n_iters = tiny_override(module)[('training', 'n_iters')]
+  argv[argv.index('--workdir') + 1] = str(tmp_path)
+  result = run_python(argv, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(tmp_path / 'metrics.jsonl') as f:
+    rows = [json.loads(line) for line in f if '"loss"' in line]
+  assert rows and all(math.isfinite(r['loss']) for r in rows), rows
+  assert rows[-1]['step'] == n_iters
+  assert (tmp_path / 'checkpoints' / str(n_iters)).is_dir()
