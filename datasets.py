@@ -98,9 +98,9 @@ TFDS_DATASETS = {
     'celeb_a': _TfdsSpec(3, 'validation', _celeba),
     'lsun/<category>': _TfdsSpec(3, 'validation', _lsun),
 }
-# Datasets that TFDS cannot build (FFHQ) or builds only from a manual download
-# (CelebA-HQ): read from a folder of image files, as score_sde read its own
-# tfrecords of them. It has no held-out split, so 'test' reads the same images
+# Datasets distributed as image files (FFHQ), or that TFDS builds only from a
+# manual download (CelebA-HQ): read from a folder of image files, where
+# score_sde read tfrecords it had made of them. It has no held-out split, so 'test' reads the same images
 # (score_sde evaluates both on 'train' too).
 FOLDER_DATASETS = ('celeb_a_hq', 'ffhq')
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.webp', '.bmp')

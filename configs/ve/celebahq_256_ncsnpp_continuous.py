@@ -1,7 +1,7 @@
 """NCSN++ cont. (VE) on CelebA-HQ 256, as score_sde's configs/ve/celebahq_256_ncsnpp_continuous.py.
 
-Reads a folder of image files (PNG/JPEG at any depth; TFDS has no CelebA-HQ builder
-that works offline), centre-cropped and resized to data.image_size:
+Reads a folder of image files (PNG/JPEG at any depth), centre-cropped and resized
+to data.image_size:
 
     python main.py --config configs/ve/celebahq_256_ncsnpp_continuous.py --workdir runs/celebahq_256_ncsnpp_continuous --mode train \
         --config.data.data_dir=/path/to/celeb_a_hq_images

@@ -1,7 +1,7 @@
 """NCSN++ cont. (VE) on FFHQ 1024, as score_sde's configs/ve/ffhq_ncsnpp_continuous.py.
 
-Reads a folder of image files (PNG/JPEG at any depth; TFDS has no FFHQ builder
-that works offline), centre-cropped and resized to data.image_size:
+Reads a folder of image files (PNG/JPEG at any depth), centre-cropped and resized
+to data.image_size:
 
     python main.py --config configs/ve/ffhq_1024_ncsnpp_continuous.py --workdir runs/ffhq_1024_ncsnpp_continuous --mode train \
         --config.data.data_dir=/path/to/ffhq_images
