@@ -100,8 +100,8 @@ TFDS_DATASETS = {
 }
 # Datasets distributed as image files (FFHQ), or that TFDS builds only from a
 # manual download (CelebA-HQ): read from a folder of image files, where
-# score_sde read tfrecords it had made of them. It has no held-out split, so 'test' reads the same images
-# (score_sde evaluates both on 'train' too).
+# score_sde read tfrecords it had made of them. A folder has no held-out split,
+# so 'test' reads the same images (score_sde evaluates both on 'train' too).
 FOLDER_DATASETS = ('celeb_a_hq', 'ffhq')
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.webp', '.bmp')
 _KINDS = {'digits': 'digits', **{n: 'toy' for n in TOYS},

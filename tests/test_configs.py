@@ -5,7 +5,6 @@ import importlib
 import json
 import math
 import os
-import re
 import shlex
 
 import jax
@@ -24,19 +23,25 @@ CONFIGS = sorted(os.path.relpath(p, REPO)[:-3].replace('/', '.')
                  if not p.endswith('__init__.py'))
 
 
-def tiny_override(module) -> dict:
-  """The `--config.group.field=value` overrides of the docstring's tiny command."""
+def tiny_command(module) -> list[str]:
+  """The docstring's tiny `python main.py ...` command as argv after `python`; [] if none."""
   doc = module.__doc__ or ''
   if 'Tiny override' not in doc:
-    return {}
-  flags = re.findall(r"--config\.(\w+)\.(\w+)=('[^']*'|\S+)", doc.split('Tiny override')[1])
+    return []
+  lines = doc.split('Tiny override')[1].splitlines()
+  return shlex.split(next(l for l in lines if l.strip().startswith('python main.py')))[1:]
+
+
+def tiny_override(module) -> dict:
+  """The `--config.group.field=value` overrides of the docstring's tiny command."""
   def value(text):
-    text = text.strip("'")
     try:
       return ast.literal_eval(text)
     except (ValueError, SyntaxError):
       return text   # a bare string such as digits
-  return {(group, field): value(v) for group, field, v in flags}
+  pairs = (arg[len('--config.'):].split('=', 1) for arg in tiny_command(module)
+           if arg.startswith('--config.'))
+  return {tuple(key.split('.')): value(text) for key, text in pairs}
 
 
 @pytest.mark.parametrize('name', CONFIGS)
@@ -67,12 +72,6 @@ def test_published_ddpmpp_has_the_reference_parameter_count():
       jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), jnp.zeros((1,))))
   assert sum(x.size for x in jax.tree.leaves(variables['params'])) == 61_804_419
 
-
-def tiny_command(module) -> list[str]:
-  """The docstring's tiny `python main.py ...` command, as argv after `python`."""
-  doc = (module.__doc__ or '').split('Tiny override')[1]
-  line = next(l for l in doc.splitlines() if l.strip().startswith('python main.py'))
-  return shlex.split(line)[1:]
 
 
 @pytest.mark.slow

@@ -358,7 +358,8 @@ def refinenet_count(name, nf, channels, num_classes):
 
 # Published configs and their parameter counts. On 2026-11-22 every count was
 # checked by building the reference PyTorch implementation (torch 2.13.0, CPU)
-# and taking sum(p.numel() for p in model.parameters()); all equal it: NCSN++ / DDPM++ from yang-song/score_sde_pytorch@c8c18d18
+# and taking sum(p.numel() for p in model.parameters()); all equal it:
+# NCSN++ / DDPM++ from yang-song/score_sde_pytorch@c8c18d18
 # (layerspp.py, up_or_down_sampling.py, ddpm.py @235991bc) with the reference
 # config of the same name (there is no ve/cifar10_ddpmpp*: built from the
 # reference DDPM++ config with VE's time embedding), NCSN v1 from
