@@ -70,7 +70,15 @@ def parse_flags(argv):
     return FLAGS(argv)
   except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
     # ml_collections reports an unknown override key as AttributeError('...Did you mean...').
-    message = ' '.join(str(e).replace('\\n', ' ').replace('\\\'', '').split())
+    raw = str(e).replace('\\n', '\n')
+    if 'Traceback (most recent call last)' in raw and path:
+      # get_config(arg) itself failed: name the file and argument, keep the exception's
+      # last line (its type and message), drop the traceback.
+      file, _, arg = path.partition(':')
+      cause = [l.strip() for l in raw.splitlines() if l.strip()][-1].replace('\\\'', '\'')
+      _die(f'--config={path}: get_config({arg!r}) of {file} failed with {cause}; the text '
+           f'after ":" is passed to get_config, see {file}\'s docstring for what it takes')
+    message = ' '.join(raw.replace('\\\'', '').split())
     if message[:1] in '\'"':   # KeyError/AttributeError messages come quoted
       message = message[1:-1] if message[-1:] == message[:1] else message[1:]
     _die(f'bad flag or --config override: {message}')
@@ -80,6 +88,8 @@ def run(config, workdir: str, mode: str):
   """Dispatches one mode; importable so tests can call it directly."""
   if mode not in MODES:
     raise UserError(f'--mode={mode} is unknown; valid: {", ".join(MODES)}')
+  import validation
+  validation.validate(config, mode)   # every check of the mode, before it touches workdir
   module, function = MODES[mode].split(':')
   return getattr(importlib.import_module(module), function)(config, workdir)
 

@@ -49,7 +49,7 @@ def _check_frequencies(config) -> None:
   for field in ('n_iters', 'log_freq', 'eval_freq', 'snapshot_freq', 'snapshot_freq_for_preemption'):
     if getattr(t, field) % n:
       raise ConfigError(f'training.{field}={getattr(t, field)} must be a multiple of '
-                        f'training.n_jitted_steps={n}')
+                        f'training.n_jitted_steps={n}; change either')
 
 
 def make_snapshot_sampler(config, sde, model, mesh, data_shape):

@@ -178,6 +178,25 @@ def cases(tmp):
                                                  '--config.sampling.batch_size=3'),
        ['sampling.batch_size=3', 'device count 2']),
   ]
+  # out-of-range values, refused by validation.validate before the mode starts; the toy
+  # workdir holds a run (checkpoints/, tensorboard/ event files, metrics.jsonl)
+  out += [
+      ('zero_frequency', toy, on_toy('--config.training.snapshot_freq=0'),
+       ['training.snapshot_freq=0', 'integer >= 1']),
+      ('zero_batch_on_a_run', toy, on_toy('--config.training.batch_size=0'),
+       ['training.batch_size=0', 'integer >= 1']),
+      ('dropout_above_one', toy, on_toy('--config.model.dropout=1.5'),
+       ['model.dropout=1.5', '[0, 1)']),
+      ('negative_ode_tolerance', toy, on_toy('--mode', 'sample', '--config.sampling.method=ode',
+                                             '--config.sampling.rtol=-1e-05'),
+       ['sampling.rtol=-1e-05', '> 0']),
+      ('negative_snr', toy, on_toy('--mode', 'sample', '--config.sampling.corrector=langevin',
+                                   '--config.sampling.snr=-0.16'),
+       ['sampling.snr=-0.16', '> 0']),
+      ('config_argument_unparsable', toy, [*toy_cfg[:1], toy_cfg[1] + ':nonsense',
+                                           '--workdir', toy],
+       ['get_config(\'nonsense\')', 'TypeError']),
+  ]
   # modes of evaluate.py and controllable.py
   out += [
       ('likelihood_no_ckpt', empty, image_cfg + ['--workdir', empty, '--mode', 'likelihood'],
@@ -246,6 +265,8 @@ def test_case(results, case_id):
     assert result['after'] == {}          # not even an empty checkpoints/ folder
   if case_id == 'unwritable_workdir':
     assert not os.path.exists(tmp / 'a_file' / 'run')
+  if case_id == 'zero_batch_on_a_run':   # the run's event files are among the untouched
+    assert any(p.startswith('tensorboard' + os.sep) for p in result['before']), result['before']
   if case_id == 'tfds_offline':
     assert result['seconds'] < 5, result['seconds']   # the issue's bound; no network retries
 
@@ -293,6 +314,12 @@ def test_cli_end_to_end(results, tmp_path):
   assert proc.returncode == 2 and 'sampling.corrector' in line, line
   assert os.listdir(empty) == []
 
+  proc = run_python(['main.py', '--config', f'{cfg}:nonsense', '--workdir', str(empty)],
+                    timeout=300)
+  line = error_line({'code': proc.returncode, 'stderr': proc.stderr})
+  assert proc.returncode == 2 and 'nonsense' in line and 'File "' not in line, line
+  assert os.listdir(empty) == []
+
   tic = time.time()
   proc = run_python(['main.py', '--config', str(image_cfg), '--workdir', str(empty),
                      '--config.data.dataset=mnist', f'--config.data.data_dir={tmp_path}'],
@@ -304,3 +331,149 @@ def test_cli_end_to_end(results, tmp_path):
   # The whole command, JAX's import included, in well under a minute (no network retries);
   # the < 5 s bound on the failing call itself is asserted in test_case[tfds_offline].
   assert seconds < 60, seconds
+
+
+# ----------------------------------------------------------------------------- the schema, in-process
+# validation.validate(config, mode) is the one entry main.run calls before any mode touches its
+# workdir. These run it directly (milliseconds a case): every field of every mode with every
+# value its rule refuses, and the classes of fields the issue names.
+
+def base_config(mode: str):
+  """A config that `mode` accepts, with every group the mode reads."""
+  from configs.dmcmc import toy_gmm_dmcmc
+  from configs.dsb import gaussian
+  from tests.helpers import tiny_config
+  if mode == 'dmcmc':
+    return toy_gmm_dmcmc.get_config()
+  if mode == 'dsb':
+    return gaussian.get_config('2')
+  config = tiny_config('vpsde', image=mode in ('inpaint', 'colorize'))
+  if mode == 'colorize':
+    config.data.num_channels = 3
+  config.sampling.num_images = 2
+  return config
+
+
+MODES = ('train', 'sample', 'inpaint', 'colorize', 'likelihood', 'eval', 'dmcmc', 'dsb')
+
+
+def schema_cases():
+  import validation
+  out = []
+  for mode in MODES:
+    config = base_config(mode)
+    for field in validation.fields_of(mode):
+      try:
+        validation._get(config, field)   # pylint: disable=protected-access
+      except KeyError:
+        continue
+      for value in validation.SCHEMA[field].invalid_examples():
+        out.append(pytest.param(mode, field, value, id=f'{mode}-{field}={value!r}'))
+  return out
+
+
+@pytest.mark.parametrize('mode', MODES)
+def test_base_configs_are_valid(mode):
+  import validation
+  validation.validate(base_config(mode), mode)
+
+
+def test_every_schema_field_is_read_by_some_mode_and_has_refused_values():
+  """A row no mode reads would be dead; a Number rule with no bound still refuses NaN."""
+  import validation
+  read = {f for m in MODES for f in validation.fields_of(m)}
+  assert set(validation.SCHEMA) == read, set(validation.SCHEMA) - read
+  for field, rule in validation.SCHEMA.items():
+    if isinstance(rule, validation.Number) and rule.kind is float:
+      assert rule.invalid_examples(), field
+
+
+@pytest.mark.parametrize('mode,field,value', schema_cases())
+def test_schema_refuses_every_out_of_range_value(mode, field, value):
+  """Table-driven over validation.SCHEMA: each invalid value is one ConfigError line naming the
+  field, the value, the allowed range and the --config override that fixes it."""
+  import validation
+  from errors import ConfigError
+  config = base_config(mode)
+  group, name = field.rsplit('.', 1) if '.' in field else ('', field)
+  with config.unlocked():
+    (config[group] if group else config)[name] = value
+  with pytest.raises(ConfigError) as err:
+    validation.validate(config, mode)
+  message = str(err.value)
+  assert '\n' not in message
+  assert message.startswith(f'{field}={value!r} is '), message
+  rule = validation.SCHEMA[field]
+  allowed = ', '.join(rule.valid()) if isinstance(rule, validation.Choice) else rule.allowed()
+  assert allowed in message and f'--config.{field}' in message, message
+
+
+def _numeric_leaves(config, prefix=''):
+  for key, value in config.items():
+    if hasattr(value, 'items'):
+      yield from _numeric_leaves(value, f'{prefix}{key}.')
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+      yield f'{prefix}{key}', value
+
+
+# Numeric fields with no range to check: any value is a valid setting.
+UNBOUNDED = {'dsb.data_mean', 'dsb.prior_mean'}
+
+
+def test_every_numeric_field_of_every_family_is_in_the_schema():
+  """Adding a numeric config field without a SCHEMA row (so without validation) fails here."""
+  import validation
+  from configs.dmcmc.defaults import get_config as dmcmc_defaults
+  from configs.dsb.defaults import get_dsb_configs
+  fields = {f for c in (dmcmc_defaults(), get_dsb_configs()) for f, _ in _numeric_leaves(c)}
+  missing = sorted(fields - set(validation.SCHEMA) - UNBOUNDED)
+  assert not missing, f'add a validation.SCHEMA row for {missing}'
+
+
+@pytest.mark.parametrize('kind,fields', [
+    ('frequency', lambda f: f.endswith(('_freq', 'freq_for_preemption', 'cache_refresh'))),
+    ('tolerance', lambda f: f.endswith(('.rtol', '.atol'))),
+    ('probability', lambda f: f in ('model.dropout', 'model.ema_rate', 'sampling.mask_fraction')),
+    ('time', lambda f: f.endswith('.eps') and not f.startswith('optim')),
+])
+def test_each_class_of_field_refuses_its_bad_values(kind, fields):
+  """The issue's classes by name: zero frequencies, non-positive tolerances, probabilities
+  outside [0, 1] (dropout 1 included: it drops everything), times outside (0, 1)."""
+  import validation
+  chosen = [f for f in validation.SCHEMA if fields(f)]
+  assert len(chosen) >= 2, chosen
+  bad = {'frequency': [0, -1], 'tolerance': [0., -1e-5], 'probability': [-0.1, 1.5],
+         'time': [0., 1., -1e-5]}[kind]
+  for field in chosen:
+    rule = validation.SCHEMA[field]
+    for value in bad:
+      assert not rule.ok(value), (field, value)
+    if kind == 'probability' and field == 'model.dropout':
+      assert not rule.ok(1.)
+    assert rule.ok({'frequency': 1, 'tolerance': 1e-5, 'probability': 0.5, 'time': 1e-3}[kind])
+
+
+@pytest.mark.parametrize('mode,overrides,needles', [
+    ('train', {'training.n_iters': 4, 'training.log_freq': 3, 'training.n_jitted_steps': 2},
+     ['training.log_freq=3', 'multiple of', 'n_jitted_steps=2']),
+    ('train', {'model.sigma_min': 6., 'training.sde': 'vesde'}, ['sigma_min=6.0', 'sigma_max=5.0']),
+    ('sample', {'sampling.predictor': 'ancestral_sampling', 'training.sde': 'subvpsde'},
+     ['ancestral_sampling', 'subVPSDE']),
+    ('sample', {'sampling.method': 'ald_ncsn'}, ['vesde']),
+    ('sample', {'sampling.method': 'edm', 'sampling.s_tmin': 2., 'sampling.s_tmax': 1.},
+     ['sampling.s_tmin=2.0', 'sampling.s_tmax=1.0']),
+    ('eval', {'eval.begin_ckpt': 5, 'eval.end_ckpt': 2}, ['eval.begin_ckpt=5', 'end_ckpt=2']),
+    ('dmcmc', {'dmcmc.num_outputs': 100}, ['dmcmc.num_outputs=100', 'n_chains']),
+    ('dsb', {'dsb.gamma_min': 0.5, 'dsb.gamma_max': 0.1}, ['dsb.gamma_min=0.5']),
+    ('colorize', {'data.num_channels': 1}, ['num_channels=3']),
+])
+def test_combinations_are_checked_by_the_mode_entry(mode, overrides, needles):
+  import validation
+  from errors import ConfigError
+  from tests.helpers import apply
+  config = apply(base_config(mode), overrides)
+  with pytest.raises(ConfigError) as err:
+    validation.validate(config, mode)
+  assert '\n' not in str(err.value)
+  for needle in needles:
+    assert needle in str(err.value), (needle, str(err.value))
