@@ -231,3 +231,167 @@ def _population_half(lin, c, gammas, m, s, *, sim_forward: bool):
     new_lin[k_new] = np.eye(d) + lin[k_sim] @ (gain - np.eye(d))
     new_c[k_new] = lin[k_sim] @ (ms[i_out] - gain @ ms[i_in])
   return new_lin, new_c
+
+
+# ----------------------------------------------------------------------------- linear-Gaussian chains
+# For Gaussian data N(mu, Sigma) the score at t is affine, s(x) = K x + k with
+# K = -(a^2 Sigma + std^2 I)^{-1}, k = -K a mu, so every sampler step is x' = A x + b + Q^{1/2} z
+# and the law of the sampler's output is Gaussian with moments propagated exactly:
+# m' = A m + b, S' = A S A^T + Q. The coefficients below are written from the papers' formulas
+# (Song et al. 2021, Eqs. 6, 13, 30-33, 46-47; App. G), not from sde_lib, and use the physical
+# noise level of each grid step, so a sampler that reads another level, step or scale differs.
+
+class FullGaussian:
+  """N(mean, cov) data [B, D] with the exact score under any SDE (float32 JAX) and its
+  affine coefficients (float64 numpy)."""
+
+  def __init__(self, mean, cov):
+    self.mean, self.cov = np.asarray(mean, np.float64), np.asarray(cov, np.float64)
+    self.dim = len(self.mean)
+    lam, u = np.linalg.eigh(self.cov)
+    self._lam, self._u = jnp.asarray(lam, jnp.float32), jnp.asarray(u, jnp.float32)
+
+  def score_fn(self, sde):
+    mean = jnp.asarray(self.mean, jnp.float32)
+
+    def score(x, t):
+      a, std = sde.alpha(t)[:, None], sde.marginal_std(t)[:, None]
+      r = (x.reshape(x.shape[0], -1) - a * mean) @ self._u
+      return -((r / (a ** 2 * self._lam + std ** 2)) @ self._u.T).reshape(x.shape)
+
+    return score
+
+  def score_coeffs(self, a: float, std: float):
+    """(K [D, D], k [D]) with score(x) = K x + k at marginal coefficients a, std."""
+    big_k = -np.linalg.inv(a ** 2 * self.cov + std ** 2 * np.eye(self.dim))
+    return big_k, -big_k @ (a * self.mean)
+
+  def sample(self, key, n):
+    z = np.asarray(jax.random.normal(key, (n, self.dim)), np.float64)
+    return self.mean + z @ np.linalg.cholesky(self.cov).T
+
+
+class ChainCoeffs:
+  """An SDE's continuous coefficients and discrete chain, from the formulas (float64).
+
+  kind 've': sigma(t) = smin (smax/smin)^t, f = 0, g^2 = sigma^2 2 log(smax/smin); its chain is
+  SMLD's geometric ladder sigma_0 < ... < sigma_{N-1}. 'vp' / 'subvp': beta(t) linear,
+  B(t) = int_0^t beta, a = e^{-B/2}, f = -beta/2 x, g^2 = beta (VP) or beta (1 - e^{-2B})
+  (sub-VP); std^2 = 1 - e^{-B} (VP), std = 1 - e^{-B} (sub-VP); VP's chain is DDPM's with
+  betas linspace(b0/N, b1/N, N), sub-VP's the Euler step of size 1/N.
+  """
+
+  def __init__(self, kind: str, n: int, lo: float, hi: float):
+    self.kind, self.n, self.lo, self.hi = kind, n, lo, hi
+
+  def a_std(self, t):
+    if self.kind == 've':
+      return 1., self.lo * (self.hi / self.lo) ** t
+    big_b = self.lo * t + (self.hi - self.lo) * t ** 2 / 2
+    if self.kind == 'vp':
+      return np.exp(-big_b / 2), np.sqrt(1 - np.exp(-big_b))
+    return np.exp(-big_b / 2), 1 - np.exp(-big_b)
+
+  def f_g2(self, t):
+    """(linear drift coefficient f, squared diffusion g^2) at t."""
+    if self.kind == 've':
+      return 0., self.a_std(t)[1] ** 2 * 2 * np.log(self.hi / self.lo)
+    beta = self.lo + t * (self.hi - self.lo)
+    big_b = self.lo * t + (self.hi - self.lo) * t ** 2 / 2
+    return -beta / 2, beta * (1 - np.exp(-2 * big_b)) if self.kind == 'subvp' else beta
+
+  def level(self, i: int):
+    """The forward chain's step at level i (0 = least noise): (F, G^2), x_{i+1} = x_i + F x_i + G z."""
+    if self.kind == 've':
+      sig = lambda j: self.lo * (self.hi / self.lo) ** (j / (self.n - 1))
+      return 0., sig(i) ** 2 - (sig(i - 1) ** 2 if i > 0 else 0.)
+    if self.kind == 'vp':
+      beta = (self.lo + (self.hi - self.lo) * i / (self.n - 1)) / self.n
+      return np.sqrt(1 - beta) - 1, beta
+    raise ValueError('sub-VP has no chain of its own: use `euler_level`')
+
+  def langevin_alpha(self, i: int) -> float:
+    return 1 - self.level(i)[1] if self.kind == 'vp' else 1.
+
+  def prior(self):
+    return self.hi if self.kind == 've' else 1.
+
+
+def pc_output_law(data: FullGaussian, c: ChainCoeffs, eps: float, predictor: str,
+                  corrector: str = 'none', *, probability_flow: bool = False, snr: float = 0.16,
+                  n_steps_each: int = 1, denoise: bool = True, x0_law=None):
+  """Exact (mean [D], cov [D, D]) of PC sampling on N(mu, Sigma) with the exact score.
+
+  Grid t_j = linspace(1, eps, N), t_N = 0; step j visits level i = N - 1 - j. Corrector then
+  predictor at each point (Song et al. 2021, Alg. 1-2). Predictors, with c = 1/2 and no noise
+  for the probability flow:
+    euler_maruyama:    x + [c g^2 s - f x] dt + g sqrt(dt) z,  dt = t_j - t_{j+1}  (Eq. 6 / 13)
+    reverse_diffusion: x - F x + c G^2 s + G z, (F, G) the forward chain's level i (Eq. 46);
+                       sub-VP: F = f / N, G^2 = g^2 / N.
+  Correctors: ald with eps_j = 2 alpha_i (snr std_j)^2; langevin (D = 1 only) with
+  eps_j = 2 alpha_i (snr E|z| / E|s|)^2, the batch-mean norms at their large-batch limits
+  (|s| is a folded normal). Then x + eps s + sqrt(2 eps) z. x0_law: the initial (mean, cov),
+  default the prior N(0, sigma_max^2 I) (VE) or N(0, I).
+  """
+  d, n = data.dim, c.n
+  eye = np.eye(d)
+  m, s = x0_law if x0_law is not None else (np.zeros(d), c.prior() ** 2 * eye)
+  grid = list(np.linspace(1., eps, n)) + [0.]
+  half = 0.5 if probability_flow else 1.
+  m_mean, s_mean = m, s
+  for j in range(n):
+    t, tn, i = grid[j], grid[j + 1], n - 1 - j
+    big_k, k = data.score_coeffs(*c.a_std(t))
+    for _ in range(n_steps_each if corrector != 'none' else 0):
+      if corrector == 'ald':
+        step = 2 * c.langevin_alpha(i) * (snr * c.a_std(t)[1]) ** 2
+      elif corrector == 'langevin':
+        assert d == 1, 'the langevin norm limit is closed-form in one dimension'
+        mu_s, sd_s = float(big_k[0, 0] * m[0] + k[0]), float(abs(big_k[0, 0]) * np.sqrt(s[0, 0]))
+        from scipy.special import erf
+        e_abs_s = (sd_s * np.sqrt(2 / np.pi) * np.exp(-mu_s ** 2 / (2 * sd_s ** 2))
+                   + mu_s * erf(mu_s / (sd_s * np.sqrt(2))))
+        step = 2 * c.langevin_alpha(i) * (snr * np.sqrt(2 / np.pi) / e_abs_s) ** 2
+      else:
+        raise ValueError(corrector)
+      a_mat = eye + step * big_k
+      m, s = a_mat @ m + step * k, a_mat @ s @ a_mat.T + 2 * step * eye
+    if predictor == 'euler_maruyama':
+      f, g2 = c.f_g2(t)
+      dt = t - tn
+      a_mat, b, q = eye + (half * g2 * big_k - f * eye) * dt, half * g2 * k * dt, g2 * dt
+    elif predictor == 'reverse_diffusion':
+      big_f, g2 = ((c.f_g2(t)[0] / n, c.f_g2(t)[1] / n) if c.kind == 'subvp' else c.level(i))
+      a_mat, b, q = eye - big_f * eye + half * g2 * big_k, half * g2 * k, g2
+    elif predictor == 'none':
+      a_mat, b, q = eye, np.zeros(d), 0.
+    else:
+      raise ValueError(predictor)
+    m_mean, s_mean = a_mat @ m + b, a_mat @ s @ a_mat.T
+    m, s = m_mean, s_mean + (0. if probability_flow else q) * eye
+  return (m_mean, s_mean) if denoise else (m, s)
+
+
+def pf_affine_map(data: FullGaussian, c: ChainCoeffs, eps: float, predictor: str):
+  """The deterministic PF predictor chain as x_out = A x_T + b: (A [D, D], b [D])."""
+  d = data.dim
+  # Propagating the law N(0, I) gives mean b and cov A A^T; A itself is the product of the
+  # steps, recovered by propagating each basis vector as a zero-covariance mean.
+  b = pc_output_law(data, c, eps, predictor, probability_flow=True,
+                    x0_law=(np.zeros(d), np.zeros((d, d))))[0]
+  cols = [pc_output_law(data, c, eps, predictor, probability_flow=True,
+                        x0_law=(e, np.zeros((d, d))))[0] - b for e in np.eye(d)]
+  return np.stack(cols, 1), b
+
+
+def assert_gaussian_moments(x, mean, cov, n_se: float = 5.) -> None:
+  """Sample mean / covariance of x [n, D] against a Gaussian law's exact ones, n_se standard
+  errors: sqrt(S_ii / n) for means, sqrt((S_ii S_jj + S_ij^2) / n) for covariances (the
+  Gaussian fourth moments). No allowance: the reference is the sampler's own exact law."""
+  x = np.asarray(x, np.float64)
+  n = x.shape[0]
+  se_mean = np.sqrt(np.diag(cov) / n)
+  se_cov = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov ** 2) / n)
+  dm, dc = np.abs(x.mean(0) - mean), np.abs(np.cov(x.T).reshape(cov.shape) - cov)
+  assert np.all(dm < n_se * se_mean), ('mean', x.mean(0), mean, dm / se_mean)
+  assert np.all(dc < n_se * se_cov), ('cov', np.cov(x.T), cov, dc / se_cov)

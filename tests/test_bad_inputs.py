@@ -191,7 +191,7 @@ def cases(tmp):
                                              '--config.sampling.rtol=-1e-05'),
        ['sampling.rtol=-1e-05', '> 0']),
       ('negative_snr', toy, on_toy('--mode', 'sample', '--config.sampling.corrector=langevin',
-                                   '--config.sampling.snr=-0.16'),
+                                   '--config.sampling.num_steps=30', '--config.sampling.snr=-0.16'),
        ['sampling.snr=-0.16', '> 0']),
       ('config_argument_unparsable', toy, [*toy_cfg[:1], toy_cfg[1] + ':nonsense',
                                            '--workdir', toy],

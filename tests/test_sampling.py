@@ -370,3 +370,72 @@ def test_sliced_wasserstein_falls_with_nfe(sde_name, predictor, corrector):
       5 if predictor == 'none' else 1))
   assert fine < SW_TOL[kind], (coarse, fine)
   assert fine < coarse, (coarse, fine)
+
+
+# ----------------------------------------------------------------------------- exact chain laws
+# On Gaussian data with the exact score every PC step is affine (tests/exact.py,
+# `pc_output_law`), so the sampler's output law is known exactly at any N: the tolerance is
+# 5 standard errors and nothing else. At N = 30 the chains are 2-28% off the data covariance
+# (their own discretisation error), so reading the next noise level, a halved or doubled step,
+# or a wrong drift scale moves them by many standard errors.
+
+CHAIN_DATA = exact.FullGaussian([0.6, -0.4], [[0.5, 0.3], [0.3, 0.4]])
+CHAIN_1D = exact.FullGaussian([0.6], [[0.5]])
+CHAIN_N, CHAIN_B = 30, 100_000
+CHAIN_SDES = {
+    've': (sde_lib.VESDE(sigma_min=0.01, sigma_max=10.), ('ve', 0.01, 10.), 1e-5),
+    'vp': (sde_lib.VPSDE(), ('vp', 0.1, 20.), 1e-3),
+    'subvp': (sde_lib.subVPSDE(), ('subvp', 0.1, 20.), 1e-3),
+}
+
+
+def chain_case(sde_name):
+  sde, (kind, lo, hi), eps = CHAIN_SDES[sde_name]
+  return sde, exact.ChainCoeffs(kind, CHAIN_N, lo, hi), eps
+
+
+@pytest.mark.parametrize('sde_name,predictor,corrector,data', [
+    ('ve', 'reverse_diffusion', 'none', CHAIN_DATA),
+    ('ve', 'reverse_diffusion', 'ald', CHAIN_DATA),
+    ('ve', 'euler_maruyama', 'langevin', CHAIN_1D),
+    ('vp', 'reverse_diffusion', 'langevin', CHAIN_1D),
+    ('vp', 'euler_maruyama', 'ald', CHAIN_DATA),
+    ('subvp', 'reverse_diffusion', 'ald', CHAIN_DATA),
+    pytest.param('ve', 'euler_maruyama', 'none', CHAIN_DATA, marks=pytest.mark.slow),
+    pytest.param('vp', 'reverse_diffusion', 'none', CHAIN_DATA, marks=pytest.mark.slow),
+    pytest.param('subvp', 'euler_maruyama', 'none', CHAIN_DATA, marks=pytest.mark.slow),
+], ids=lambda v: v if isinstance(v, str) else f'{v.dim}d')
+def test_pc_sampler_has_the_exact_law_of_its_chain(sde_name, predictor, corrector, data):
+  """Mean and covariance of 100,000 samples within 5 standard errors of the chain's exact
+  law. The langevin corrector's batch-norm step is taken at its large-batch limit (1-D, where
+  E|s| is a folded normal); its finite-batch fluctuation is O(1/sqrt(B)) per step and
+  averages over the 30 steps."""
+  sde, coeffs, eps = chain_case(sde_name)
+  # snr 0.3: the corrector's stationary bias eps / (2 v) is ~9% of the variance, so a step
+  # size off by 2x moves the output by ~10 standard errors (at 0.16 it would be ~3).
+  snr = 0.3
+  x, _ = jax.jit(lambda k: sampling.pc_sample(
+      k, data.score_fn(sde), sde, (CHAIN_B, data.dim), predictor=predictor, corrector=corrector,
+      snr=snr, eps=eps, num_steps=CHAIN_N))(jax.random.PRNGKey(11))
+  mean, cov = exact.pc_output_law(data, coeffs, eps, predictor, corrector, snr=snr)
+  exact.assert_gaussian_moments(x, mean, cov)
+
+
+@pytest.mark.parametrize('sde_name', list(CHAIN_SDES))
+@pytest.mark.parametrize('predictor', ['reverse_diffusion', 'euler_maruyama'])
+def test_probability_flow_predictors_are_the_exact_affine_map(sde_name, predictor):
+  """reverse_diffusion and Euler with probability_flow=True are deterministic: on Gaussian
+  data each sample's output is A x_T + b with (A, b) the product of the exact steps
+  (`exact.pf_affine_map`). float32 over 30 steps: 1e-4 relative to the output scale."""
+  sde, coeffs, eps = chain_case(sde_name)
+  sde = dataclasses.replace(sde, N=CHAIN_N)
+  score_fn = CHAIN_DATA.score_fn(sde)
+  pred = sampling.PREDICTORS[predictor](sde, score_fn, True)
+  corr = sampling.CORRECTORS['none'](sde, score_fn, 0.16, 1)
+  x_t = coeffs.prior() * jax.random.normal(jax.random.PRNGKey(5), (1000, 2))
+  _, out = jax.jit(lambda k, x: sampling.pc_loop(k, x, pred, corr,
+                                                 sampling.time_grid(sde, eps, CHAIN_N)))(
+      jax.random.PRNGKey(6), x_t)
+  a_mat, b = exact.pf_affine_map(CHAIN_DATA, coeffs, eps, predictor)
+  want = np.asarray(x_t, np.float64) @ a_mat.T + b
+  np.testing.assert_allclose(np.asarray(out, np.float64), want, atol=1e-4 * np.abs(want).max())
