@@ -319,7 +319,7 @@ class ChainCoeffs:
 
 def pc_output_law(data: FullGaussian, c: ChainCoeffs, eps: float, predictor: str,
                   corrector: str = 'none', *, probability_flow: bool = False, snr: float = 0.16,
-                  n_steps_each: int = 1, denoise: bool = True, x0_law=None):
+                  n_steps_each: int = 1, denoise: bool = True, x0_law=None, known=None):
   """Exact (mean [D], cov [D, D]) of PC sampling on N(mu, Sigma) with the exact score.
 
   Grid t_j = linspace(1, eps, N), t_N = 0; step j visits level i = N - 1 - j. Corrector then
@@ -332,12 +332,19 @@ def pc_output_law(data: FullGaussian, c: ChainCoeffs, eps: float, predictor: str
   eps_j = 2 alpha_i (snr E|z| / E|s|)^2, the batch-mean norms at their large-batch limits
   (|s| is a folded normal). Then x + eps s + sqrt(2 eps) z. x0_law: the initial (mean, cov),
   default the prior N(0, sigma_max^2 I) (VE) or N(0, I).
+
+  known = (mask [D] bool, y0 [D]): the replacement method of constrained sampling (Song et
+  al. 2021, App. I.2). After the prior draw at T, after each corrector (at t_j) and after each
+  predictor (at t_{j+1}) the masked coordinates of x are a fresh draw of N(a y0, std^2 I),
+  independent of the rest, and those of the predictor's mean are a y0.
   """
   d, n = data.dim, c.n
   eye = np.eye(d)
   m, s = x0_law if x0_law is not None else (np.zeros(d), c.prior() ** 2 * eye)
   grid = list(np.linspace(1., eps, n)) + [0.]
   half = 0.5 if probability_flow else 1.
+  impose = lambda m, s, t, noise=True: _impose(m, s, known, *c.a_std(t), noise)
+  m, s = impose(m, s, 1.)
   m_mean, s_mean = m, s
   for j in range(n):
     t, tn, i = grid[j], grid[j + 1], n - 1 - j
@@ -356,6 +363,8 @@ def pc_output_law(data: FullGaussian, c: ChainCoeffs, eps: float, predictor: str
         raise ValueError(corrector)
       a_mat = eye + step * big_k
       m, s = a_mat @ m + step * k, a_mat @ s @ a_mat.T + 2 * step * eye
+    if corrector != 'none':
+      m, s = impose(m, s, t)
     if predictor == 'euler_maruyama':
       f, g2 = c.f_g2(t)
       dt = t - tn
@@ -368,8 +377,49 @@ def pc_output_law(data: FullGaussian, c: ChainCoeffs, eps: float, predictor: str
     else:
       raise ValueError(predictor)
     m_mean, s_mean = a_mat @ m + b, a_mat @ s @ a_mat.T
-    m, s = m_mean, s_mean + (0. if probability_flow else q) * eye
+    m, s = impose(m_mean, s_mean + (0. if probability_flow else q) * eye, tn)
+    m_mean, s_mean = impose(m_mean, s_mean, tn, noise=False)
   return (m_mean, s_mean) if denoise else (m, s)
+
+
+def _impose(m, s, known, a, std, noise=True):
+  """The law after the masked coordinates are replaced by N(a y0, std^2 I) (or by a y0)."""
+  if known is None:
+    return m, s
+  mask, y0 = known
+  m, s = np.where(mask, a * np.asarray(y0, np.float64), m), s.copy()
+  s[mask, :], s[:, mask] = 0., 0.
+  s[mask, mask] = std ** 2 if noise else 0.
+  return m, s
+
+
+def ncsn_inpaint_law(data: FullGaussian, sigmas, n_steps_each: int, step_lr: float, known,
+                     x0_law, denoise: bool = False):
+  """Exact (mean, cov) of NCSN v1 inpainting (Song & Ermon 2019, App. B) on N(mu, Sigma).
+
+  sigmas: sigma_1 > ... > sigma_L. At level i the masked part is y0 + sigma_i z', drawn once
+  and held through the level's T steps x <- x + alpha_i/2 s + sqrt(alpha_i) z (re-imposed after
+  each), alpha_i = step_lr sigma_i^2 / sigma_L^2. The held part is a state coordinate whose
+  update is the identity, so the joint law of (unknown, held known) propagates affinely.
+  Then optionally x + sigma_L^2 s. Returns the law before the masked part is set to y0.
+  """
+  mask, y0 = known
+  d = data.dim
+  eye, m, s = np.eye(d), *x0_law
+  sigmas = np.asarray(sigmas, np.float64)
+  free = np.diag(~mask).astype(np.float64)          # noise and updates on the unknown part only
+  for sigma in sigmas:
+    alpha = step_lr * sigma ** 2 / sigmas[-1] ** 2
+    big_k, k = data.score_coeffs(1., sigma)
+    m, s = _impose(m, s, known, 1., sigma)
+    a_mat = eye + free @ (alpha / 2 * big_k)
+    for _ in range(n_steps_each):
+      m, s = a_mat @ m + free @ (alpha / 2 * k), a_mat @ s @ a_mat.T + alpha * free
+  if denoise:
+    big_k, k = data.score_coeffs(1., sigmas[-1])
+    a_mat = eye + sigmas[-1] ** 2 * big_k
+    m, s = a_mat @ m + sigmas[-1] ** 2 * k, a_mat @ s @ a_mat.T
+  return m, s
 
 
 def pf_affine_map(data: FullGaussian, c: ChainCoeffs, eps: float, predictor: str):

@@ -24,6 +24,7 @@ import sde_lib
 import train
 from errors import ConfigError, DataError
 from models import create_model
+from tests import exact
 from tests.helpers import run_python, tiny_config
 from tests.test_sampling import ncsn_output_law
 
@@ -31,27 +32,7 @@ N = 20_000
 VP, VE = (sde_lib.VPSDE(), 1e-3), (sde_lib.VESDE(sigma_max=10.), 1e-5)
 
 
-class FullGaussian:
-  """N(mean, cov) data [B, ...] flattened to D dims, with the exact score under any SDE."""
-
-  def __init__(self, mean, cov):
-    self.mean, self.cov = np.asarray(mean, np.float64), np.asarray(cov, np.float64)
-    lam, u = np.linalg.eigh(self.cov)
-    self._lam, self._u = jnp.asarray(lam, jnp.float32), jnp.asarray(u, jnp.float32)
-
-  def score_fn(self, sde):
-    mean = jnp.asarray(self.mean, jnp.float32)
-
-    def score(x, t):
-      a, std = sde.alpha(t)[:, None], sde.marginal_std(t)[:, None]
-      r = (x.reshape(x.shape[0], -1) - a * mean) @ self._u
-      return -((r / (a ** 2 * self._lam + std ** 2)) @ self._u.T).reshape(x.shape)
-
-    return score
-
-  def sample(self, key, n):
-    z = np.asarray(jax.random.normal(key, (n, len(self.mean))), np.float64)
-    return self.mean + z @ np.linalg.cholesky(self.cov).T
+FullGaussian = exact.FullGaussian
 
 
 def assert_moments(x, mean, cov, allowance_mean, allowance_cov):
@@ -132,6 +113,58 @@ def test_inpainting_correlated_parts_has_the_measured_bias(predictor, corrector,
   assert abs(fraction.mean() - 1) > 0.05 and abs(var_ratio - 1) > 0.05   # the bias is real
 
 
+# The replacement chain's own law. With correlated parts the method is an approximation,
+# but on Gaussian data with the exact score it is still an affine-Gaussian chain whose
+# output law is exact (`exact.pc_output_law(known=...)`): 5 standard errors, no allowance.
+# The chains are short (20-30 steps) and VP's beta_min is 1, so that the last step's noise
+# (what x_mean leaves out) is ~10% of the conditional variance: large against the 0.45%
+# standard error of 100,000 samples.
+CHAIN_B = 100_000
+Y0 = np.array([1.5, -1.5, 0., 0.])    # the known part, m_k + (1, -1); ignored where unknown
+
+
+@pytest.mark.parametrize('sde,coeffs,eps,predictor,corrector,n', [
+    (sde_lib.VPSDE(beta_min=1.), ('vp', 1., 20.), 1e-3, 'euler_maruyama', 'none', 20),
+    (sde_lib.VPSDE(beta_min=1.), ('vp', 1., 20.), 1e-3, 'reverse_diffusion', 'ald', 30),
+    (sde_lib.VESDE(sigma_min=0.05, sigma_max=10.), ('ve', 0.05, 10.), 1e-5, 'reverse_diffusion',
+     'ald', 30),
+], ids=['vp-em', 'vp-rd-ald', 've-rd-ald'])
+def test_inpainting_correlated_parts_has_the_exact_law_of_the_replacement_chain(
+    sde, coeffs, eps, predictor, corrector, n):
+  """Cross-correlation 0.8 between known and unknown dims, so how the known part is imposed
+  (fresh draws of p_t(y_t | y0) after each step, the mean for x_mean) shapes the unknown
+  part's law; the denoised output is x_mean's, whose unknown part carries no last-step noise
+  (visible with reverse_diffusion, whose last step adds beta_0 = beta_min / N; Euler's last
+  step, from eps to 0, adds only beta(eps) eps)."""
+  known = np.broadcast_to(Y0, (CHAIN_B, 4)).astype(np.float32)
+  x, _ = jax.jit(lambda k: controllable.constrained_pc(
+      k, CORRELATED.score_fn(sde), sde, known, KNOWN, predictor=predictor, corrector=corrector,
+      snr=0.3, num_steps=n, eps=eps))(jax.random.PRNGKey(21))
+  x = np.asarray(x, np.float64)
+  np.testing.assert_array_equal(x[:, :2], known[:, :2])
+  mean, cov = exact.pc_output_law(CORRELATED, exact.ChainCoeffs(coeffs[0], n, *coeffs[1:]), eps,
+                                  predictor, corrector, snr=0.3, known=(KNOWN, Y0))
+  exact.assert_gaussian_moments(x[:, 2:], mean[2:], cov[2:, 2:])
+
+
+def test_ncsn_inpainting_correlated_parts_has_the_exact_law_of_its_chain():
+  """NCSN v1 inpainting (sigma 3 -> 0.3, L = 10, T = 20, step_lr 0.05, prior init) on the
+  correlated Gaussian: the known part y0 + sigma_i z is held through each level and enters
+  the unknown part's update through the cross-score, so its noise shapes the output law
+  (`exact.ncsn_inpaint_law`, 5 standard errors)."""
+  sde = sde_lib.VESDE(sigma_min=0.3, sigma_max=3., N=10)
+  known = np.broadcast_to(Y0, (CHAIN_B, 4)).astype(np.float32)
+  x, _ = jax.jit(lambda k: controllable.constrained_ald_ncsn(
+      k, CORRELATED.score_fn(sde), sde, known, KNOWN, n_steps_each=20, step_lr=0.05,
+      init='prior'))(jax.random.PRNGKey(22))
+  x = np.asarray(x, np.float64)
+  np.testing.assert_array_equal(x[:, :2], known[:, :2])
+  sigmas = 3. * (0.3 / 3.) ** (np.arange(10) / 9)          # sigma_1 = 3 > ... > sigma_L = 0.3
+  mean, cov = exact.ncsn_inpaint_law(CORRELATED, sigmas, 20, 0.05, (KNOWN, Y0),
+                                     (np.zeros(4), 9. * np.eye(4)))
+  exact.assert_gaussian_moments(x[:, 2:], mean[2:], cov[2:, 2:])
+
+
 # ----------------------------------------------------------------------------- colorization
 
 def colour_gaussian(pixels: int):
@@ -161,6 +194,34 @@ def test_colorization_keeps_the_gray_and_samples_the_decoupled_marginal():
   np.testing.assert_allclose(np.asarray(x).mean(-1, keepdims=True), gray, rtol=0, atol=2e-6)
   y = np.asarray(controllable.decouple(x), np.float64).reshape(N * 2, 3)
   assert_moments(y[:, 1:], mu_y[1:], np.diag(s_y[1:] ** 2), 0.01, 0.015)   # EM, as above
+
+
+def test_colorization_correlated_gray_has_the_exact_law_of_the_replacement_chain():
+  """One pixel whose decoupled components y = C x are correlated (gray with both colour
+  axes): in the decoupled basis the constrained chain is the inpainting chain with y_0 known,
+  so its law is `exact.pc_output_law` on N(mu_y, S_y) with mask (1, 0, 0). Imposing in the
+  wrong basis, or x_mean from the noised x, moves it (VP, beta_min 1, reverse_diffusion + ald)."""
+  mu_y = np.array([0.8, 0.2, -0.3])
+  s_y = np.array([[0.5, 0.3, -0.25], [0.3, 0.4, 0.], [-0.25, 0., 0.3]])
+  c = controllable.COLOR_MATRIX.astype(np.float64)
+  data = FullGaussian(mu_y @ c, c.T @ s_y @ c)                  # x = C^T y
+  sde, n, eps = sde_lib.VPSDE(beta_min=1.), 30, 1e-3
+  gray = np.full((CHAIN_B, 1, 1, 1), 0.9 / np.sqrt(3), np.float32)   # y_0 = 0.9, off its mean
+
+  def run(k):
+    known, mask = controllable.gray_constraint(jnp.asarray(gray))
+    return controllable.constrained_pc(
+        k, lambda x, t: data.score_fn(sde)(x.reshape(-1, 3), t).reshape(x.shape), sde, known,
+        mask, basis=controllable.COLOR, predictor='reverse_diffusion', corrector='ald', snr=0.3,
+        num_steps=n, eps=eps)[0]
+
+  y = np.asarray(controllable.decouple(jax.jit(run)(jax.random.PRNGKey(23))),
+                 np.float64).reshape(CHAIN_B, 3)
+  np.testing.assert_allclose(y[:, 0], 0.9, atol=2e-6)
+  mean, cov = exact.pc_output_law(FullGaussian(mu_y, s_y), exact.ChainCoeffs('vp', n, 1., 20.),
+                                  eps, 'reverse_diffusion', 'ald', snr=0.3,
+                                  known=(np.array([True, False, False]), np.array([0.9, 0, 0])))
+  exact.assert_gaussian_moments(y[:, 1:], mean[1:], cov[1:, 1:])
 
 
 def test_decoupling_is_orthonormal_with_the_gray_axis_first():
