@@ -189,10 +189,12 @@ def sliced_wasserstein(x, y, num_projections: int = 128, seed: int = 0) -> float
   return float(np.abs(np.sort(x @ theta, 0) - np.sort(y @ theta, 0)).mean())
 
 
-def population_dsb(gammas, m0, s0, m1, s1, n_ipf: int) -> dict:
+def population_dsb(gammas, m0, s0, m1, s1, n_ipf: int, reference=None) -> dict:
   """DSB's IPF with exact (infinite-data) mean matching between N(m0, s0) and N(m1, s1).
 
-  Brownian reference, Gaussian steps of variance 2 gamma_k (dsb/schedule.py). For an affine
+  Brownian reference (reference=None), or ('ou', m, v): the Euler-Langevin chain towards
+  N(m, v), F_k(x) = x - gamma_k (x - m) / v (dsb/schedule.py's formula, restated). Gaussian
+  steps of variance 2 gamma_k, gamma_k the step from X_k to X_{k+1} in either direction. For an affine
   simulating chain x -> L x + c the mean-matching regression of the opposite direction has
   the affine optimum x + L (E[X_other | x] - x), with E[. | .] from the chain's exact
   Gaussian marginals. Its distance to `GaussianBridge` is DSB's discretisation bias.
@@ -204,6 +206,10 @@ def population_dsb(gammas, m0, s0, m1, s1, n_ipf: int) -> dict:
   gammas = np.asarray(gammas, np.float64)
   n, d = len(gammas), len(m0)
   fwd = (np.tile(np.eye(d), (n + 1, 1, 1)), np.zeros((n + 1, d)))
+  if reference is not None:
+    _, m, v = reference
+    g = np.concatenate([gammas, [0.]])[:, None, None]     # F_N is never used
+    fwd = ((1. - g / v) * np.eye(d), g[:, :, 0] * m / v * np.ones(d))
   for _ in range(n_ipf):
     bwd = _population_half(*fwd, gammas, m0, s0, sim_forward=True)
     fwd = _population_half(*bwd, gammas, m1, s1, sim_forward=False)

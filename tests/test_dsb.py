@@ -10,6 +10,7 @@ import pytest
 
 from configs.dsb import defaults as dsb_defaults
 from configs.dsb import gaussian as gaussian_config
+from dsb import cache as cache_lib
 from dsb import data as dsb_data
 from dsb import ipf as ipf_lib
 from dsb import losses as dsb_losses
@@ -331,3 +332,94 @@ def test_image_transfer_smoke(tmp_path):
   samples = np.load(out / 'iter_1.npz')['samples']
   assert samples.shape == (16, 8, 8, 1) and np.isfinite(samples).all()
   assert os.path.exists(out / 'iter_1.png') and os.path.exists(out / 'iter_1_trajectories.png')
+
+
+# ----------------------------------------------------------------------------- OU, ramps, cache
+
+def _ramp_gammas():
+  """A symmetric linear ramp 0.02 -> 0.2 -> 0.02 over N = 8 (dsb.gamma_schedule='linear')."""
+  return schedule.get_gammas(_dsb_config(num_steps=8, gamma_schedule='linear', gamma_min=0.02,
+                                         gamma_max=0.2))
+
+
+def _affine_mean_fn(params):
+  a, c = (jnp.asarray(params[n], jnp.float32) for n in ('A', 'c'))
+  return lambda x, k: x + jnp.einsum('bij,bj->bi', a[k], x) + c[k]
+
+
+def _ols_per_step(cache, n):
+  """Least squares target ~ [x, 1] for each step label: ([N+1, D, D], [N+1, D], their s.e.)."""
+  x, k, y = (np.asarray(a, np.float64) for a in cache)
+  d = x.shape[1]
+  out = {}
+  for label in np.unique(k):
+    sel = k == label
+    design = np.concatenate([x[sel], np.ones((sel.sum(), 1))], 1)
+    coef, *_ = np.linalg.lstsq(design, y[sel], rcond=None)
+    resid = y[sel] - design @ coef
+    se = np.sqrt(np.diag(np.linalg.inv(design.T @ design)))[:, None] * resid.std(0)[None]
+    out[int(label)] = (coef[:d].T - np.eye(d), coef[d], se[:d].T, se[d])
+  return out
+
+
+OU_M, OU_V = 0.3, 1.5
+
+
+@pytest.mark.parametrize('half', ['backward', 'forward'])
+def test_ou_ipf_iteration_on_a_ramp_matches_exact_population_mean_matching(half):
+  """IPF iteration 1 with the OU reference and a non-constant gamma, without SGD: the code
+  simulates the chain and builds the mean-matching cache (`cache.build`), and an exact least-
+  squares fit per step on that cache must give `exact.population_dsb`'s maps within 5 OLS
+  standard errors. 'backward': the cache of half 1 (the OU reference from pi_0 = N(M0, S0))
+  fits B_1..B_N. 'forward': the cache of half 2, simulated by the backward chain with the
+  population B maps from pi_1 = N(m 1, v I), fits F_0..F_{N-1}; that chain's step from X_{k+1}
+  to X_k has variance 2 gamma_k (the same step's gamma), so reading gamma_{k+1} there (an
+  off-by-one that a constant schedule hides) moves every F_k."""
+  gammas = _ramp_gammas()
+  assert len(set(np.round(gammas, 6))) > 2
+  m1, s1 = np.full(2, OU_M), OU_V * np.eye(2)
+  pop = exact.population_dsb(gammas, M0, S0, m1, s1, 1, reference=('ou', OU_M, OU_V))
+  g = jnp.asarray(gammas, jnp.float32)
+  n_traj = 100_000
+  if half == 'backward':
+    sim = schedule.reference_mean_fn('ou', OU_M, OU_V, g)
+    start = M0 + np.random.default_rng(0).standard_normal((n_traj, 2)) @ np.linalg.cholesky(S0).T
+  else:
+    sim = _affine_mean_fn(pop['backward'])
+    start = m1 + np.random.default_rng(1).standard_normal((n_traj, 2)) * np.sqrt(OU_V)
+  cache = cache_lib.build(sim, jnp.asarray(start, jnp.float32), g, jax.random.PRNGKey(7),
+                          sim_forward=half == 'backward')
+  fits = _ols_per_step(cache, len(gammas))
+  labels = range(1, 9) if half == 'backward' else range(0, 8)
+  assert sorted(fits) == list(labels)
+  for label in labels:
+    a, c, se_a, se_c = fits[label]
+    want_a, want_c = pop[half]['A'][label], pop[half]['c'][label]
+    assert np.all(np.abs(a - want_a) < 5 * se_a), (label, a, want_a, se_a)
+    assert np.all(np.abs(c - want_c) < 5 * se_c), (label, c, want_c, se_c)
+
+
+def test_cache_minibatch_draws_uniformly_over_all_pairs_with_replacement():
+  """`cache.minibatch` draws batch_size indices uniformly from all N x M pairs: every pair
+  appears, the counts of a big draw are multinomial (chi-square within 5 sigma of its df), x,
+  k and target stay aligned, and a new key gives a new batch."""
+  n_pairs, batch = 60, 120_000
+  x = jnp.arange(n_pairs, dtype=jnp.float32)[:, None] * jnp.ones((1, 2))
+  cache = cache_lib.Cache(x=x, k=jnp.arange(n_pairs) % 6, target=-x)
+  b = cache_lib.minibatch(cache, jax.random.PRNGKey(0), batch)
+  idx = np.asarray(b.x[:, 0]).astype(int)
+  np.testing.assert_array_equal(np.asarray(b.k), idx % 6)
+  np.testing.assert_array_equal(np.asarray(b.target), -np.asarray(b.x))
+  counts = np.bincount(idx, minlength=n_pairs)
+  assert counts.min() > 0 and len(counts) == n_pairs
+  expected = batch / n_pairs
+  chi2 = ((counts - expected) ** 2 / expected).sum()
+  df = n_pairs - 1
+  assert abs(chi2 - df) < 5 * np.sqrt(2 * df), chi2
+  small = cache_lib.minibatch(cache, jax.random.PRNGKey(1), 50)
+  # With replacement, 50 of 60 pairs repeat one with probability 1 - 60!/(10! 60^50) > 0.9999.
+  assert np.unique(np.asarray(small.x[:, 0])).size < 50
+  assert not np.array_equal(np.asarray(small.x), np.asarray(
+      cache_lib.minibatch(cache, jax.random.PRNGKey(2), 50).x))
+  # Steps are mixed within a batch (not one trajectory's consecutive steps, as the reference).
+  assert len(np.unique(np.asarray(small.k))) == 6
