@@ -133,6 +133,34 @@ def test_argmax_update_and_block_keep_the_lowest_sigma():
   np.testing.assert_array_equal(best_inc.x, expected)
 
 
+def test_argmax_step_has_its_exact_one_step_law():
+  """The argmax update's law after one DLG step, exactly. Data N(m, s^2 I) in D = 3 with the
+  exact score and exact ladder posterior: log p_{sigma_i}(x) = -D/2 log v_i - r^2 / (2 v_i),
+  v_i = s^2 + sigma_i^2, r = |x - m|, is unimodal in v_i, so argmax_i is the level whose
+  interval [b_{i-1}, b_i) holds r^2, with b_i = D log(v_{i+1}/v_i) / (1/v_i - 1/v_{i+1}).
+  Chains at level j with x - m ~ N(0, u I) step to x' - m = c (x - m) + sqrt(h) z,
+  c = 1 - h / (2 v_j), h = eta sigma_j^2, so r'^2 / (c^2 u + h) ~ chi^2_D and
+  P(k' = i) is a chi-square CDF difference. 200,000 chains: each level's frequency within 5
+  standard errors sqrt(p (1 - p) / n). The start (u = 1 at level j = 5, v_j = 4.25) is far from
+  its own level, so an update that reads the classifier at the old x is ~30 s.e. off."""
+  from scipy.stats import chi2
+  dim, s, m, j, eta, n = 3, 0.5, 0.2, 5, 0.05, 200_000
+  data = exact.gaussian(dim, std=s, mean=m)
+  step = dlg.make_step(dlg.ve_score_fn(VE, data.score_fn(VE)), exact_logits(data, LADDER),
+                       LADDER, sigma_update='argmax', eta_scaling='sigma2')
+  u = 1.
+  x = m + np.sqrt(u) * jax.random.normal(jax.random.PRNGKey(3), (n, dim))
+  out = jax.jit(step)(jax.random.PRNGKey(4), dlg.Chains(x, jnp.full((n,), j, jnp.int32)), eta)
+  v = s ** 2 + np.asarray(LADDER, np.float64) ** 2
+  h = eta * float(LADDER[j]) ** 2
+  w = (1 - h / (2 * v[j])) ** 2 * u + h
+  b = dim * np.log(v[1:] / v[:-1]) / (1 / v[:-1] - 1 / v[1:])
+  p = np.diff(np.concatenate([[0.], chi2.cdf(b / w, dim), [1.]]))
+  freq = np.bincount(np.asarray(out.k), minlength=len(v)) / n
+  assert np.all(np.abs(freq - p) < 5 * np.sqrt(p * (1 - p) / n) + 1e-12), (freq, p)
+  assert p.max() < 0.9      # several levels are hit: the test sees the whole partition
+
+
 # ----------------------------------------------------------------------------- finishers
 
 def _noisy_gaussian(n, s=0.7, m=0.5, dim=2):
