@@ -98,6 +98,25 @@ def default_gmm(dim: int = 2) -> GaussianMixture:
   return GaussianMixture([0.5, 0.3, 0.2], means, [0.3, 0.5, 0.4])
 
 
+def prior_mismatch_bpd(data: GaussianMixture, sde: sde_lib.SDE, z) -> np.ndarray:
+  """(log pi(z) - log p_T(z)) / (D ln 2) [B], bits/dim: what the SDE's prior pi adds to a
+  PF-ODE log-likelihood whose latent is z [B, D] (p_T the exact marginal at T)."""
+  t = jnp.full((z.shape[0],), sde.T)
+  # pi restated from the papers (Song et al. 2021, App. C): N(0, sigma_max^2 I) for VE,
+  # N(0, I) for VP and sub-VP; not sde.prior_logp, so that a wrong prior there shows.
+  var = sde.sigma_max ** 2 if isinstance(sde, sde_lib.VESDE) else 1.
+  z64 = np.asarray(z, np.float64)
+  log_pi = -0.5 * data.dim * np.log(2 * np.pi * var) - 0.5 * (z64 ** 2).sum(-1) / var
+  return (log_pi - np.asarray(data.log_prob_fn(sde)(z, t), np.float64)) / (data.dim * np.log(2))
+
+
+def p_t_draws(data: GaussianMixture, sde: sde_lib.SDE, key, n: int):
+  """n direct draws of p_T, a(T) x0 + std(T) z: [n, D]."""
+  k1, k2 = jax.random.split(key)
+  a, std = marginal_coeffs(sde, jnp.full((n,), sde.T))
+  return a[:, None] * data.sample(k1, n) + std[:, None] * jax.random.normal(k2, (n, data.dim))
+
+
 def assert_same_moments(x, ref, allowance: float) -> None:
   """Mean and covariance of samples x [n, D] against a reference sample of the same size.
 

@@ -1,10 +1,12 @@
 """The PF-ODE log-likelihood against exact log-densities of Gaussian data and mixtures.
 
-The PF ODE returns log p_T(z) + delta with the SDE's prior standing in for p_T.
+The PF ODE returns log pi(z) + delta with the SDE's prior pi standing in for p_T.
 That prior mismatch is a property of the SDE, not of the solver (for VE and data
-at radius 3 it is about |z| |mu| / sigma_max^2 = 0.06 nats), so the tests swap
+at radius 3 it is about |z| |mu| / sigma_max^2 = 0.06 nats per sample), so most tests swap
 the prior for the exact p_T(z): what remains are the solver's errors
 (rtol = atol = 1e-6 here) and, with Hutchinson, the estimator's zero-mean noise.
+`test_raw_likelihood_is_off_by_the_prior_mismatch` checks the raw output itself: its
+per-sample error is log pi(z) - log p_T(z), whose mean over the data is -KL(p_T || pi).
 """
 import jax
 import jax.numpy as jnp
@@ -76,3 +78,37 @@ def test_latent_decodes_back_and_bits_per_dim_offsets():
                              100 / (3072 * np.log(2)) + 8.)
   np.testing.assert_allclose(likelihood.bits_per_dim(logp, (1, 32, 32, 3), scale=2.),
                              100 / (3072 * np.log(2)) + 7.)
+
+
+@pytest.mark.parametrize('sde,data', [
+    (SDES[0], exact.default_gmm(2)), (SDES[0], exact.default_gmm(8)),
+    (SDES[1], exact.default_gmm(2)),
+    pytest.param(SDES[0], exact.gaussian(2, std=0.5), marks=pytest.mark.slow),
+    pytest.param(SDES[1], exact.default_gmm(8), marks=pytest.mark.slow),
+    pytest.param(SDES[2], exact.default_gmm(2), marks=pytest.mark.slow),
+    pytest.param(SDES[2], exact.default_gmm(8), marks=pytest.mark.slow),
+], ids=lambda v: type(v).__name__ if isinstance(v, sde_lib.SDE) else f'd{v.dim}k{len(v.weights)}')
+def test_raw_likelihood_is_off_by_the_prior_mismatch(sde, data):
+  """Raw output (the SDE's prior at z), 128 samples. Per sample, raw - exact = m(z) + e with
+  m(z) = log pi(z) - log p_T(z) and e the solver's error; the exact-prior error e is below
+  0.01 bits/dim. z ~ p_T (the flow pushes p_0 to p_T), so the mean raw error estimates
+  E_{p_T}[m] = -KL(p_T || pi), computed here from 200,000 direct draws of p_T: within 5
+  standard errors of both means plus max |e|. Per sample the raw error is not within 0.01:
+  for VE on the 2-D mixture it reaches ~0.07 bits/dim (benchmarks/likelihood_prior.py)."""
+  n = 128
+  x = data.sample(jax.random.PRNGKey(1), n)
+  result = run(data, sde, x, 'exact')
+  to_bpd = lambda v: np.asarray(v, np.float64) / (data.dim * np.log(2))
+  raw = to_bpd(result.logp - exact_logp(data, sde, x))
+  solver = raw - exact.prior_mismatch_bpd(data, sde, result.z)
+  assert np.abs(solver).max() < 0.01, np.abs(solver).max()
+  q = exact.prior_mismatch_bpd(data, sde, exact.p_t_draws(data, sde, jax.random.PRNGKey(9),
+                                                           200_000))
+  se = np.sqrt(raw.var() / n + q.var() / len(q))
+  assert abs(raw.mean() - q.mean()) < 5 * se + np.abs(solver).max(), (raw.mean(), q.mean(), se)
+  # Where the mismatch is resolvable, the raw error spreads as m(Z) does (the sample sd of 128
+  # draws is within a factor 2 of the true one for these light-tailed laws).
+  if q.std() > 20 * np.abs(solver).max():
+    assert 0.5 * q.std() < raw.std() < 2 * q.std(), (raw.std(), q.std())
+  if isinstance(sde, sde_lib.VESDE) and data.dim == 2 and len(data.weights) == 3:
+    assert np.abs(raw).max() > 0.02        # the documented limitation: raw VE is not within 0.01
