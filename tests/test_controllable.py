@@ -124,11 +124,13 @@ Y0 = np.array([1.5, -1.5, 0., 0.])    # the known part, m_k + (1, -1); ignored w
 
 
 @pytest.mark.parametrize('sde,coeffs,eps,predictor,corrector,n', [
-    (sde_lib.VPSDE(beta_min=1.), ('vp', 1., 20.), 1e-3, 'euler_maruyama', 'none', 20),
-    (sde_lib.VPSDE(beta_min=1.), ('vp', 1., 20.), 1e-3, 'reverse_diffusion', 'ald', 30),
-    (sde_lib.VESDE(sigma_min=0.05, sigma_max=10.), ('ve', 0.05, 10.), 1e-5, 'reverse_diffusion',
-     'ald', 30),
-], ids=['vp-em', 'vp-rd-ald', 've-rd-ald'])
+    pytest.param(sde_lib.VPSDE(beta_min=1.), ('vp', 1., 20.), 1e-3, 'euler_maruyama', 'none', 20,
+                 marks=pytest.mark.slow, id='vp-em'),
+    pytest.param(sde_lib.VPSDE(beta_min=1.), ('vp', 1., 20.), 1e-3, 'reverse_diffusion', 'ald',
+                 30, id='vp-rd-ald'),
+    pytest.param(sde_lib.VESDE(sigma_min=0.05, sigma_max=10.), ('ve', 0.05, 10.), 1e-5,
+                 'reverse_diffusion', 'ald', 30, marks=pytest.mark.slow, id='ve-rd-ald'),
+])
 def test_inpainting_correlated_parts_has_the_exact_law_of_the_replacement_chain(
     sde, coeffs, eps, predictor, corrector, n):
   """Cross-correlation 0.8 between known and unknown dims, so how the known part is imposed
