@@ -19,10 +19,12 @@ carries no provenance: it is only checked for its feature dimension.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
 import time
+import zipfile
 from typing import Any
 
 import jax
@@ -78,7 +80,7 @@ def load_reference(path: str, extractor: metrics.Extractor | None = None) -> met
   try:
     with np.load(os.path.expanduser(path)) as f:
       data = {k: f[k] for k in f.files}
-  except (OSError, ValueError, EOFError) as e:
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
     raise DataError(f'cannot read reference statistics {path}: {e}') from None
   if 'pool_3' in data:        # score_sde: Inception pool3 features of the whole split
     feats = np.asarray(data['pool_3'], np.float32).reshape(len(data['pool_3']), -1)
@@ -158,3 +160,21 @@ def fid_stats_mode(config: ml_collections.ConfigDict, workdir: str) -> dict[str,
   if jax.process_index() == 0:
     print(path)
   return result
+
+
+def main(argv: list[str]) -> None:
+  """`python fid_stats.py A.npz B.npz`: the Frechet distance (and KID) between two files."""
+  if len(argv) != 3:
+    raise SystemExit('usage: python fid_stats.py A.npz B.npz  (fid_stats, score_sde or '
+                     'pytorch-fid files)')
+  a, b = (load_reference(p) for p in argv[1:])
+  out = {'fd': metrics.frechet_distance(a.mu, a.cov, b.mu, b.cov), 'a': a.provenance,
+         'b': b.provenance}
+  if a.features is not None and b.features is not None:
+    out['kid'], out['kid_std'] = metrics.kernel_inception_distance(a.features, b.features)
+  print(json.dumps(out, indent=2, default=str))
+
+
+if __name__ == '__main__':
+  import sys  # pylint: disable=g-import-not-at-top
+  main(sys.argv)

@@ -32,6 +32,7 @@ import json
 import math
 import os
 import time
+import zipfile
 from typing import Any, Callable
 
 import jax
@@ -96,7 +97,7 @@ def load_shard(path: str, settings: dict, first: int, count: int) -> dict | None
       shard = {k: f[k] for k in f.files}
     ok = (json.loads(str(shard['settings'])) == settings and int(shard['first']) == first
           and int(shard['count']) == count and len(shard['samples']) == count)
-  except (OSError, ValueError, KeyError, EOFError):   # torn or foreign file: recompute it
+  except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):   # torn or foreign file: recompute it
     return None
   return shard if ok else None
 

@@ -49,7 +49,7 @@ def toy_setup(**sampling_overrides):
 
 def test_sample_i_depends_only_on_its_key():
   """Sample i is the batch-of-one sampler run on fold_in(PRNGKey(seed), i): the same for a
-  batch of 8, two batches of 4 and on 2 simulated devices."""
+  batch of 8 and two batches of 4."""
   config, sde, model, mesh, params = toy_setup()
   sampler = sample_eval.make_indexed_sampler(config, sde, model, mesh, (2,))
   x8, nfe = sampler(params, sample_eval.sample_keys(config.seed, 0, 8))
@@ -67,6 +67,13 @@ def test_sample_i_depends_only_on_its_key():
     np.testing.assert_allclose(x8[i], direct[0], rtol=1e-5, atol=1e-6)
   # Samples differ from one another (a key shared by a batch would repeat them).
   assert len({tuple(np.round(r, 4)) for r in np.asarray(x8)}) == 8
+
+
+@pytest.mark.slow
+def test_samples_on_two_devices_equal_one_device():
+  config, sde, model, mesh, params = toy_setup()
+  sampler = sample_eval.make_indexed_sampler(config, sde, model, mesh, (2,))
+  x8, _ = sampler(params, sample_eval.sample_keys(config.seed, 0, 8))
   proc = run_python(_DEVICE_CODE, env={'XLA_FLAGS': '--xla_force_host_platform_device_count=2'})
   assert proc.returncode == 0, proc.stderr[-3000:]
   n, x_two = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -92,6 +99,48 @@ class Preempted(Exception):
   pass
 
 
+def test_toy_protocol_counts_exactly_and_resumes(tmp_path, monkeypatch):
+  """10 samples in shards of 4 (4, 4, 2); preempted after 2 shards, the rerun samples only
+  the third and gives the uninterrupted result."""
+  config, sde, model, mesh, params = toy_setup()
+  config.sampling.batch_size, config.eval.num_samples = 4, 10
+  sampler = sample_eval.make_indexed_sampler(config, sde, model, mesh, (2,))
+  calls, save, saved = [], sample_eval._save_shard, []
+
+  def counting(p, keys):
+    calls.append(np.asarray(keys))
+    return sampler(p, keys)
+
+  def dies_after_two(path, **arrays):
+    save(path, **arrays)
+    saved.append(path)
+    if len(saved) == 2:
+      raise Preempted()
+
+  run = lambda d: sample_eval.sample_quality_protocol(
+      config, params, sampler=counting, mesh=mesh, step=1, eval_dir=str(d), ckpt_n=1)
+  monkeypatch.setattr(sample_eval, '_save_shard', dies_after_two)
+  with pytest.raises(Preempted):
+    run(tmp_path / 'a')
+  monkeypatch.setattr(sample_eval, '_save_shard', save)
+  resumed = run(tmp_path / 'a')
+  assert len(calls) == 3 and resumed['shards_reused'] == 2
+  calls.clear()
+  fresh = run(tmp_path / 'b')
+  assert len(calls) == 3 and fresh['shards_reused'] == 0
+  for k in ('sliced_wasserstein', 'mmd', 'num_samples', 'nfe_per_sample'):
+    assert resumed[k] == fresh[k], k
+  assert fresh['num_samples'] == 10 and fresh['nfe_per_sample'] == 10
+  shards = sorted(glob.glob(str(tmp_path / 'a' / 'ckpt_1_shards' / 'shard_*.npz')))
+  samples = np.concatenate([np.load(s)['samples'] for s in shards])
+  assert [len(np.load(s)['samples']) for s in shards] == [4, 4, 2]
+  # Rows 0..9 of one batch of 12 keys: none dropped, none twice, each from its own key.
+  x, _ = sampler(params, sample_eval.sample_keys(config.seed, 0, 12))
+  np.testing.assert_allclose(samples, np.asarray(x)[:10], rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(calls[2], sample_eval.sample_keys(config.seed, 8, 4))
+
+
+@pytest.mark.slow
 def test_protocol_quantises_counts_exactly_and_resumes(tmp_path, monkeypatch):
   config, sde, model, mesh, params, sampler = digits_setup(tmp_path)
   calls = []
