@@ -347,6 +347,10 @@ def eval_mode(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
     import metrics  # pylint: disable=g-import-not-at-top
     if e.num_samples < 2:
       raise ConfigError(f'eval.num_samples={e.num_samples} must be >= 2 (the papers use 50000)')
+    if config.data.dataset in datasets.TOYS and e.num_samples % jax.process_count():
+      # The toy metrics split the samples evenly over the processes.
+      raise ConfigError(f'eval.num_samples={e.num_samples} must be a multiple of the process '
+                        f'count {jax.process_count()} for toy data')
     parallel.check_batch_size(config.sampling.batch_size, 'sampling.batch_size')
     metrics.check_config(config)
     fid_stats.check_config(config)
