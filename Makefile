@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 DEMO_CONFIG ?= configs/vp/digits_ddpmpp_continuous.py
 DEMO_WORKDIR ?= runs/demo
 
-.PHONY: venv demo test test-slow bench clean
+.PHONY: venv demo test test-slow bench check-inception clean
 
 venv: $(VENV)/.installed
 
@@ -34,5 +34,22 @@ test-slow: venv
 bench: venv
 	$(PY) benchmarks/train_step.py --config $(DEMO_CONFIG) --out benchmarks/results/train_step_digits.json
 
+# The Flax FID Inception and tools/convert_inception_weights.py against pytorch-fid's
+# FIDInceptionV3 on random weights (docs/evaluation.md). Its own side venv: torch is no
+# dependency of this project. Not part of `make test`.
+FIDCHECK_VENV := .venv-fidcheck
+FIDCHECK_DIR ?= runs/fidcheck
+
+$(FIDCHECK_VENV)/.installed:
+	test -x $(FIDCHECK_VENV)/bin/python || $(PYTHON) -m venv $(FIDCHECK_VENV)
+	$(FIDCHECK_VENV)/bin/pip install --quiet torch==2.13.0 torchvision==0.28.0 numpy pillow scipy
+	$(FIDCHECK_VENV)/bin/pip install --quiet --no-deps pytorch-fid==0.3.0
+	touch $@
+
+check-inception: venv $(FIDCHECK_VENV)/.installed
+	$(PY) tools/verify_inception.py prepare --dir $(FIDCHECK_DIR)
+	$(FIDCHECK_VENV)/bin/python tools/verify_inception.py torch --dir $(FIDCHECK_DIR)
+	$(PY) tools/verify_inception.py compare --dir $(FIDCHECK_DIR) --out $(FIDCHECK_DIR)/result.json
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(FIDCHECK_VENV) runs

@@ -43,6 +43,7 @@ import io_utils
 import likelihood
 import losses
 import parallel
+import sample_eval
 import sampling
 import sde_lib
 import train
@@ -337,41 +338,22 @@ def checkpoints_in_range(config, ckpt: checkpointing.Checkpointer) -> list[tuple
   return chosen
 
 
-def sample_metrics(config, params, sampler: Callable, inverse_scaler, png_path: str) -> dict:
-  """eval.num_samples samples from the config sampler, scored by metrics.sample_quality."""
-  import metrics  # pylint: disable=g-import-not-at-top  (Inception etc. only when sampling)
-  rounds = math.ceil(config.eval.num_samples / config.sampling.batch_size)
-  key, xs, nfe, tic = jax.random.PRNGKey(config.seed + 2), [], 0, time.time()
-  for i in range(rounds):
-    x, n = sampler(jax.random.fold_in(key, i), params)
-    xs.append(parallel.to_host(x))
-    nfe += n
-    logging.info('sampling: batch %d/%d (%d NFE)', i + 1, rounds, n)
-  samples = np.asarray(inverse_scaler(np.concatenate(xs)[:config.eval.num_samples]), np.float32)
-  seconds = time.time() - tic
-  # sample_quality takes each process's own share and gathers them itself.
-  mine = np.split(samples, jax.process_count())[jax.process_index()]
-  if samples.ndim == 4:
-    io_utils.save_image_grid(png_path, samples[:64], upscale=max(1, 64 // samples.shape[1]))
-  else:
-    io_utils.save_scatter(png_path, samples)
-  quality = metrics.sample_quality(config, mine)
-  return {**{k: float(v) for k, v in quality.items()}, 'num_samples': len(samples),
-          'sampling_nfe_per_batch': nfe / rounds, 'sampling_seconds': seconds,
-          'sampler': config.sampling.to_dict()}
-
-
 def eval_mode(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   """`--mode eval`: workdir/eval/ckpt_<n>.json for each checkpoint in range not yet done."""
   check_eval_config(config)
   e = config.eval
   if e.enable_sampling:
-    import metrics  # pylint: disable=g-import-not-at-top  (Inception etc. only when sampling)
-    if e.num_samples < 1 or e.num_samples % jax.process_count():
-      raise ConfigError(f'eval.num_samples={e.num_samples} must be a positive multiple of the '
-                        f'process count {jax.process_count()}')
+    import fid_stats  # pylint: disable=g-import-not-at-top  (Inception etc. only when sampling)
+    import metrics  # pylint: disable=g-import-not-at-top
+    if e.num_samples < 2:
+      raise ConfigError(f'eval.num_samples={e.num_samples} must be >= 2 (the papers use 50000)')
+    if config.data.dataset in datasets.TOYS and e.num_samples % jax.process_count():
+      # The toy metrics split the samples evenly over the processes.
+      raise ConfigError(f'eval.num_samples={e.num_samples} must be a multiple of the process '
+                        f'count {jax.process_count()} for toy data')
     parallel.check_batch_size(config.sampling.batch_size, 'sampling.batch_size')
     metrics.check_config(config)
+    fid_stats.check_config(config)
   sde, _ = sde_lib.get_sde(config)
   model = create_model(config)
   mesh = parallel.make_mesh()
@@ -386,7 +368,7 @@ def eval_mode(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   # Built once; each compiles on first use, so a run with nothing left to do compiles nothing.
   loss_fn = make_test_loss_fn(config, sde, model, mesh)
   bpd_fn = make_bpd_fn(config, sde, model, mesh, quant)
-  sampler = (train.make_snapshot_sampler(config, sde, model, mesh, test_ds.data_shape)
+  sampler = (sample_eval.make_indexed_sampler(config, sde, model, mesh, test_ds.data_shape)
              if e.enable_sampling else None)
   eval_dir = os.path.join(workdir, 'eval')
   results = []
@@ -408,9 +390,8 @@ def eval_mode(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
                                  eval_dir, f'ckpt_{n}_bpd_progress.jsonl'))
         result.update({f'bpd_{k}' if not k.startswith('bpd') else k: v for k, v in bpd.items()})
       if e.enable_sampling:
-        result.update(sample_metrics(config, params, sampler,
-                                     datasets.get_data_inverse_scaler(config),
-                                     os.path.join(eval_dir, f'ckpt_{n}_samples.png')))
+        result.update(sample_eval.sample_quality_protocol(
+            config, params, sampler=sampler, mesh=mesh, step=step, eval_dir=eval_dir, ckpt_n=n))
       result['seconds'] = time.time() - tic
       io_utils.write_json(path, result, config)
       logging.info('ckpt %d (step %d) -> %s', n, step, path)

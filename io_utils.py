@@ -59,6 +59,15 @@ def append_jsonl(path: str, record: dict[str, Any]) -> None:
     f.write(json.dumps(record, default=float) + '\n')
 
 
+def to_uint8(images: np.ndarray) -> np.ndarray:
+  """Images in [0, 1] -> uint8 as every PNG here is written: floor(clip(x, 0, 1) * 255 + 0.5).
+
+  Round half up, as torchvision's save_image (mul(255).add_(0.5)). The sample
+  metrics quantise with this same function, so they score exactly the saved PNGs.
+  """
+  return (np.clip(np.asarray(images, np.float32), 0., 1.) * 255 + 0.5).astype(np.uint8)
+
+
 def image_grid(images: np.ndarray, pad: int = 1) -> np.ndarray:
   """Tiles [B, H, W, C] images in [0, 1] into one uint8 [rows*H, cols*W, C] array."""
   b, h, w, c = images.shape
@@ -68,7 +77,7 @@ def image_grid(images: np.ndarray, pad: int = 1) -> np.ndarray:
   for i, img in enumerate(images):
     r, q = divmod(i, cols)
     grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + q * (w + pad):pad + q * (w + pad) + w] = img
-  return (np.clip(grid, 0., 1.) * 255 + 0.5).astype(np.uint8)
+  return to_uint8(grid)
 
 
 def save_image_grid(path: str, images: np.ndarray, upscale: int = 1) -> None:

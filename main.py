@@ -21,6 +21,7 @@ MODES = {
     'colorize': 'controllable:colorize_mode',
     'likelihood': 'evaluate:likelihood_mode',
     'eval': 'evaluate:eval_mode',
+    'fid_stats': 'fid_stats:fid_stats_mode',
     'dmcmc': 'dmcmc.run:dmcmc_mode',
     'dsb': 'dsb.run:dsb_mode',
 }

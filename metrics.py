@@ -21,8 +21,10 @@ numpy on the host.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
+import time
 import zlib
 from typing import Callable, Iterable, NamedTuple
 
@@ -33,6 +35,7 @@ import numpy as np
 import scipy.special
 
 import datasets
+import io_utils
 import parallel
 from errors import ConfigError
 
@@ -212,17 +215,36 @@ def _local_batches(x: np.ndarray, batch_size: int) -> Iterable[tuple[np.ndarray,
     yield pad, np.arange(b) < len(real)
 
 
-def compute_features(extractor: Extractor, batches, mesh) -> tuple[np.ndarray, np.ndarray]:
+def ordered_batches(x: np.ndarray, batch_size: int) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+  """This process's slices of the global batches x[j B:(j + 1) B], padded, with masks.
+
+  Every process holds all of x [N, ...]; process p feeds rows p b..(p + 1) b - 1
+  (b = B / process count) of each global batch, so `compute_features` returns
+  the rows in the order of x, whatever the process count.
+  """
+  b = batch_size // jax.process_count()
+  lo = jax.process_index() * b
+  for start in range(0, len(x), batch_size):
+    rows = np.arange(start + lo, start + lo + b)
+    real = rows < len(x)
+    pad = np.zeros((b, *x.shape[1:]), np.float32)
+    pad[real] = x[rows[real]]
+    yield pad, real
+
+
+def compute_features(extractor: Extractor, batches, mesh,
+                     total: int = 0) -> tuple[np.ndarray, np.ndarray]:
   """Runs the feature network over batches sharded on 'data'; all processes' rows.
 
   Args:
     batches: iterable of (x [b, H, W, C] this process's slice of a global
       batch, mask [b]); every process yields the same number of batches.
+    total: the number of batches, if known: progress lines then carry an ETA.
 
   Returns:
     (features [N, F], logits [N, K]) float32, the real rows of every process.
   """
-  feats, logits, pending = [], [], None
+  feats, logits, pending, tic = [], [], None, time.time()
 
   def fetch(out, mask):
     keep = parallel.to_host(mask)
@@ -234,8 +256,11 @@ def compute_features(extractor: Extractor, batches, mesh) -> tuple[np.ndarray, n
     if pending is not None:   # fetch batch i - 1 while batch i runs (dispatch is async)
       fetch(*pending)
     pending = out, parallel.global_batch(mask, mesh)
-    if i % 50 == 0:
-      logging.info('%s features: batch %d', extractor.name, i)
+    if i % 50 == 0 and i:
+      eta = (f'  eta {io_utils.fmt_eta((time.time() - tic) / i * (total - i))}'
+             if total > i else '')
+      logging.info('%s features: batch %d%s%s', extractor.name, i,
+                   f'/{total}' if total else '', eta)
   if pending is not None:
     fetch(*pending)
   return np.concatenate(feats), np.concatenate(logits)
@@ -315,9 +340,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 
 
 class Reference(NamedTuple):
-  features: np.ndarray   # [N, F] float32 (KID needs them, not only the moments)
-  mu: np.ndarray         # [F] float64
-  cov: np.ndarray        # [F, F] float64
+  features: np.ndarray | None   # [N, F] float32 (KID needs them); None from a moments-only file
+  mu: np.ndarray                # [F] float64
+  cov: np.ndarray               # [F, F] float64
+  provenance: dict | None = None   # dataset, split or folder, count, feature network
 
 
 def _reference_config(config):
@@ -328,7 +354,11 @@ def _reference_config(config):
 
 
 def _real_batches(config, split: str, limit: int):
-  """The split in [0, 1] (inverse-scaled) as (x, mask) batches; its first `limit` if > 0."""
+  """The split as 8-bit images in [0, 1], (x, mask) batches; its first `limit` if > 0.
+
+  Real images go through `io_utils.to_uint8` as the samples do (a no-op on
+  8-bit data; digits' v / 16 become the levels of their PNGs).
+  """
   cfg = _reference_config(config)
   inverse = datasets.get_data_inverse_scaler(cfg)
   batch = config.eval.feature_batch_size
@@ -339,12 +369,12 @@ def _real_batches(config, split: str, limit: int):
         break
       first = k * batch + jax.process_index() * len(mask)
       mask = mask & (first + np.arange(len(mask)) < limit)
-    yield np.asarray(inverse(x), np.float32), mask
+    yield io_utils.to_uint8(inverse(x)) / np.float32(255.), mask
 
 
 def _cache_path(config, extractor: Extractor) -> str:
   e, d = config.eval, config.data
-  tag = (f'{d.dataset}_{d.image_size}px_{e.stats_split}_n{e.num_stats_examples}_'
+  tag = (f'{d.dataset}_{d.image_size}px_{e.stats_split}_n{e.num_stats_examples}_u8_'
          f'{extractor.name}')
   return os.path.join(e.stats_dir, re.sub(r'[^A-Za-z0-9_.-]', '_', tag) + '.npz')
 
@@ -373,15 +403,20 @@ def reference_stats(config: ml_collections.ConfigDict) -> Reference:
       ref = Reference(f['features'], f['mu'], f['cov'])
   else:
     logging.info('computing reference features of %s/%s', d.dataset, e.stats_split)
+    ds = datasets.get_dataset(_reference_config(config), e.stats_split)
+    count = min(ds.num_examples, e.num_stats_examples or ds.num_examples)
     feats, _ = compute_features(
         extractor, _real_batches(config, e.stats_split, e.num_stats_examples),
-        parallel.make_mesh())
+        parallel.make_mesh(), total=math.ceil(count / e.feature_batch_size))
     ref = Reference(feats, *feature_stats(feats))
     if path and jax.process_index() == 0:
       os.makedirs(e.stats_dir, exist_ok=True)
       with open(path + '.tmp', 'wb') as f:
         np.savez(f, features=ref.features, mu=ref.mu, cov=ref.cov)
       os.replace(path + '.tmp', path)
+  ref = ref._replace(provenance={
+      'dataset': d.dataset, 'image_size': int(d.image_size), 'split': e.stats_split,
+      'count': int(len(ref.features)), 'feature_network': extractor.name})
   _REFERENCES[key] = ref
   return ref
 
@@ -407,8 +442,7 @@ def sample_quality(config: ml_collections.ConfigDict, samples: np.ndarray) -> di
     'inception_score_std'}; toys: {'sliced_wasserstein', 'mmd'} against the
     held-out test set (sliced W_2 over 256 directions; unbiased RBF MMD^2 with
     the median-distance bandwidth, over 10 subsets of 1000). Images are
-    clipped to [0, 1], and for Inception rounded to 8 bits as score_sde's
-    uint8 samples. Samples holding NaN or inf give NaN for every metric.
+    quantised by io_utils.to_uint8, as their saved PNGs. Samples holding NaN or inf give NaN for every metric.
 
   Raises:
     ConfigError: bad eval.* fields, a missing Inception weights file, or
@@ -430,19 +464,35 @@ def sample_quality(config: ml_collections.ConfigDict, samples: np.ndarray) -> di
     return dict.fromkeys(keys, float('nan'))
   if config.data.dataset in datasets.TOYS:
     return _toy_quality(config, samples)
-  samples = np.clip(samples, 0., 1.)
-  if not digits:
-    # score_sde scores samples saved as uint8 images, as pytorch-fid scores PNGs.
-    samples = np.round(samples * 255.) / 255.
+  # Scored as the 8-bit images they would be saved as (pytorch-fid scores PNGs).
+  samples = io_utils.to_uint8(samples) / np.float32(255.)
   extractor = get_extractor(config)
   ref = reference_stats(config)
   feats, logits = compute_features(extractor, _local_batches(samples, e.feature_batch_size),
                                    parallel.make_mesh())
+  return features_quality(config, feats, logits, ref, extractor)
+
+
+def features_quality(config: ml_collections.ConfigDict, feats: np.ndarray, logits: np.ndarray,
+                     ref: Reference, extractor: Extractor) -> dict[str, float | None]:
+  """FD, KID and IS of sample features [N, F] and logits [N, K] against `ref`.
+
+  KID needs the reference's features: with a moments-only reference (pytorch-fid's
+  mu/sigma) it is None. IS is over `eval.is_splits` splits in sample order.
+  Keys are prefixed 'digits_' for digits (see `sample_quality`).
+  """
+  e = config.eval
+  if feats.shape[1] != ref.mu.shape[0]:
+    raise ConfigError(f'the reference statistics have {ref.mu.shape[0]}-d features, the '
+                      f'feature network {extractor.name} gives {feats.shape[1]}-d; use '
+                      f'statistics made with the same network (--mode fid_stats)')
   fd = frechet_distance(*feature_stats(feats), ref.mu, ref.cov)
-  kid, kid_std = kernel_inception_distance(feats, ref.features, e.kid_num_subsets,
-                                           e.kid_subset_size, seed=config.seed)
+  kid = kid_std = None
+  if ref.features is not None:
+    kid, kid_std = kernel_inception_distance(feats, ref.features, e.kid_num_subsets,
+                                             e.kid_subset_size, seed=config.seed)
   score, score_std = inception_score(logits, e.is_splits)
-  if digits:
+  if config.data.dataset == 'digits':
     return {'digits_fd': fd, 'digits_kid': kid, 'digits_kid_std': kid_std,
             'digits_is': score, 'digits_is_std': score_std, **extractor.info}
   return {'fid': fd, 'kid': kid, 'kid_std': kid_std, 'inception_score': score,

@@ -80,6 +80,8 @@ def get_default_configs() -> ml_collections.ConfigDict:
   evaluate.stats_split = 'train'      # real-data split of the reference statistics (score_sde: train)
   evaluate.num_stats_examples = 0     # 0 = the whole split; n = its first n examples
   evaluate.stats_dir = ''             # cache reference features here as .npz; '' = memory only
+  evaluate.stats_path = ''            # reference .npz for eval: --mode fid_stats, score_sde pool_3, pytorch-fid mu/sigma
+  evaluate.stats_folder = ''          # --mode fid_stats: a folder of images instead of eval.stats_split
   evaluate.feature_batch_size = 200   # global batch of the feature network
   evaluate.kid_subset_size = 1000     # KID: unbiased MMD^2 averaged over random subsets
   evaluate.kid_num_subsets = 100

@@ -246,7 +246,7 @@ def test_eval_mode_writes_each_checkpoint_and_skips_done(trained, tmp_path, monk
   eval_dir = os.path.join(workdir, 'eval')
   assert sorted(os.listdir(eval_dir)) == sorted(
       f'ckpt_{n}{suffix}' for n in (1, 2)
-      for suffix in ('.json', '_bpd_progress.jsonl', '_samples.png'))
+      for suffix in ('.json', '_bpd_progress.jsonl', '_samples.png', '_shards'))
   with open(os.path.join(eval_dir, 'ckpt_1.json')) as f:
     first = json.load(f)
   with open(os.path.join(eval_dir, 'ckpt_2.json')) as f:

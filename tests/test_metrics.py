@@ -15,6 +15,7 @@ import scipy.stats
 from flax import traverse_util
 
 import datasets
+import io_utils
 import metrics
 from configs.default_cifar10 import get_cifar10_configs
 from configs.default_digits import get_digits_configs
@@ -380,7 +381,9 @@ def test_reference_of_the_first_n_examples():
   config.eval.feature_batch_size = 200
   ref = metrics.reference_stats(config)
   extractor = metrics.get_extractor(config)
-  want, _ = extractor.apply(extractor.variables, digits_split(config, 'train')[:250])
+  # The reference is of the 8-bit images, as the samples are scored (io_utils.to_uint8).
+  want, _ = extractor.apply(extractor.variables,
+                            io_utils.to_uint8(digits_split(config, 'train')[:250]) / np.float32(255.))
   np.testing.assert_allclose(ref.features, want, rtol=1e-5, atol=1e-6)  # float32 batching
   mu, cov = metrics.feature_stats(ref.features)
   np.testing.assert_array_equal(ref.mu, mu)

@@ -106,6 +106,8 @@ from tests.test_dsb import tiny_toy_config
 from tests.test_evaluate import toy_config
 config = toy_config()
 config.eval.begin_ckpt = config.eval.end_ckpt = 2
+# 10 samples in shards of 4: sample i's key is fold_in(seed, i) on any process count.
+config.eval.enable_sampling, config.eval.num_samples, config.sampling.batch_size = True, 10, 4
 for mode in ('likelihood', 'eval'):
   main.run(config, os.path.join(workdir, 'score'), mode)
 main.run(_run_config(pathlib.Path(sys.argv[3])), os.path.join(workdir, 'dmcmc'), 'dmcmc')
@@ -278,6 +280,12 @@ def test_evaluation_modes_two_processes_match_two_devices(tmp_path):
     a, b = (json.load(open(w / 'score' / 'eval' / name)) for w in (mp, sp))
     np.testing.assert_allclose(a[key], b[key], rtol=1e-5)
   assert json.load(open(mp / 'score' / 'eval' / 'likelihood.json'))['num_images'] == 3 * 64
+  shards = {w: np.concatenate([np.load(w / 'score' / 'eval' / 'ckpt_2_shards' / f'shard_0000{k}.npz')
+                               ['samples'] for k in range(3)]) for w in (mp, sp)}
+  assert shards[mp].shape == (10, 2)
+  np.testing.assert_allclose(shards[mp], shards[sp], rtol=1e-4, atol=1e-5)   # as dmcmc's below
+  a, b = (json.load(open(w / 'score' / 'eval' / 'ckpt_2.json')) for w in (mp, sp))
+  np.testing.assert_allclose(a['sliced_wasserstein'], b['sliced_wasserstein'], rtol=1e-4)
   x = {w: np.load(w / 'dmcmc' / 'dmcmc' / 'samples.npz')['samples'] for w in (mp, sp)}
   assert x[mp].shape == (config.dmcmc.num_outputs, 2)          # every process's chains
   np.testing.assert_allclose(x[mp], x[sp], rtol=1e-4, atol=1e-5)
