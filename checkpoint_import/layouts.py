@@ -118,12 +118,17 @@ TORCH_CALL_ORDER = {name: _refinenet_key for name in
                     ('ncsn', 'ncsnv2_64', 'ncsnv2_128', 'ncsnv2_256')}
 
 
+def _strip(key: str) -> str:
+  """Drops DataParallel's `module.` prefix."""
+  return key[len('module.'):] if key.startswith('module.') else key
+
+
 def torch_parameters(state_dict: dict, model_name: str = '') -> list[tuple[str, np.ndarray]]:
   """The parameters of a (DataParallel) state dict in call order, `module.` stripped,
   buffers dropped."""
   out = []
   for key, value in state_dict.items():
-    name = key[len('module.'):] if key.startswith('module.') else key
+    name = _strip(key)
     if name.rsplit('.', 1)[-1] in TORCH_BUFFERS:
       continue
     out.append((name, np.asarray(value)))
@@ -184,14 +189,13 @@ def torch_to_project(state_dict: dict, shadow: list, order: list[tuple[Path, tup
   tensors = torch_parameters(state_dict, model_name)
   params = map_torch(tensors, order, source, 'model')
   trainable = [(p, s) for p, s in order if not _is_frozen(p)]
-  names = [k for k in state_dict
+  names = [_strip(k) for k in state_dict
            if k.rsplit('.', 1)[-1] not in TORCH_BUFFERS and not _torch_frozen(k)]
   if len(names) == len(shadow):   # name each shadow entry after its parameter
-    shadow_named = [(f'ema.shadow_params[{i}] ({n[len("module."):] if n.startswith("module.") else n})',
-                     np.asarray(a)) for i, (n, a) in enumerate(zip(names, shadow))]
+    entries = [(i, n, np.asarray(a)) for i, (n, a) in enumerate(zip(names, shadow))]
     if model_name in TORCH_CALL_ORDER:
-      key = TORCH_CALL_ORDER[model_name]
-      shadow_named = sorted(shadow_named, key=lambda item: key(item[0].split('(')[1][:-1]))
+      entries = sorted(entries, key=lambda e: TORCH_CALL_ORDER[model_name](e[1]))
+    shadow_named = [(f'ema.shadow_params[{i}] ({n})', a) for i, n, a in entries]
   else:   # the length check in map_torch reports it
     shadow_named = [(f'ema.shadow_params[{i}]', np.asarray(a)) for i, a in enumerate(shadow)]
   ema = map_torch(shadow_named, trainable, source, 'ema.shadow_params')

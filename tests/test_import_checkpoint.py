@@ -139,6 +139,22 @@ def test_pytorch_refinenet_needs_its_norm_and_resize(tmp_path):
     assert rel_err(score, ref['score'].transpose(0, 2, 3, 1)) > 1e-4
 
 
+def test_ddpm_needs_the_references_32_groups():
+  """At nf = 32 the references' 32 GroupNorm groups differ from min(C // 4, 32) = 8 / 16."""
+  src = 'torch_ddpm_vp_discrete/checkpoint_1.pth'
+  ref = np.load(os.path.join(FIXTURES, MANIFEST[src]['reference']))
+  errors = {}
+  for groups in (32, 0):
+    c = fixture_config(src, model__ddpm_num_groups=groups)
+    model = create_model(c)
+    _, ema, _ = checkpoint_import.read_reference(c, os.path.join(FIXTURES, src), model,
+                                                 (16, 16, 3))
+    sde, _ = sde_lib.get_sde(c)
+    score = mutils.score_fn_from_config(c, sde, model, ema)(ref['x_nhwc'], ref['t'])
+    errors[groups] = rel_err(score, ref['score'].transpose(0, 2, 3, 1))
+  assert errors[32] < 1e-5 and errors[0] > 1e-2, errors
+
+
 def config_overrides_for(config):
   return checkpoint_import.config_overrides(config, 'pth')
 
