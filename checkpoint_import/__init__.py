@@ -163,17 +163,22 @@ def import_checkpoint(config, src: str, workdir: str) -> dict:
       ema_params=ema_params, opt_state=put(losses.get_optimizer(config).init(params)),
       rng=put(train.init_state_rng(config)))
 
+  created = not os.path.exists(workdir)
   os.makedirs(os.path.abspath(workdir), exist_ok=True)
   staging = tempfile.mkdtemp(prefix='.import_', dir=os.path.abspath(workdir))
-  try:
+  try:   # written aside, then renamed: a failed write leaves no checkpoint behind
     ckpt = checkpointing.Checkpointer(staging, max_to_keep=1)
     ckpt.save(step, state, force=True)
     ckpt.close()
     if os.path.isdir(final):   # empty: os.replace needs it gone
       os.rmdir(final)
     os.replace(checkpointing.checkpoint_dir(staging), final)
-  finally:
+  except BaseException:
     shutil.rmtree(staging, ignore_errors=True)
+    if created:
+      shutil.rmtree(workdir, ignore_errors=True)
+    raise
+  shutil.rmtree(staging, ignore_errors=True)
   record = {'step': step, 'checkpoint': os.path.join(final, str(step)), 'format': fmt,
             'overrides': {f'model.{k}': v for k, v in overrides.items()}}
   with open(os.path.join(workdir, 'imported_checkpoint.json'), 'w') as f:
