@@ -320,7 +320,7 @@ def annealed_langevin_ncsn(key: Array, score_fn, sde: sde_lib.VESDE, shape: tupl
   ladder (`sde.discrete_sigmas`, reversed), so NCSN v1's 1 -> 0.01, L = 10 is
   VESDE(sigma_max=1, sigma_min=0.01, N=10). The score at sigma_i is
   score_fn(x, t_i) with t_i = sde.t_from_ve_sigma(sigma_i): sigma(t_i) = sigma_i,
-  and a discrete model's `sde.timestep(t_i)` is level i's label (0 = least noise).
+  and a discrete model's score_fn labels it as score_sde does (models/utils.py).
 
   Args:
     shape: global sample shape [B, ...].

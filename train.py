@@ -32,13 +32,18 @@ def init_state(config, model, optimizer, data_shape, mesh) -> losses.TrainState:
   """Creates the TrainState directly in its replicated layout (big_vision style)."""
 
   def init(key):
-    init_key, state_key = jax.random.split(key)
+    init_key, state_key = jax.random.split(key)   # state_key: see init_state_rng
     x = jnp.zeros((1,) + tuple(data_shape), jnp.float32)
     params = model.init(init_key, x, jnp.zeros((1,)), train=False)['params']
     return losses.TrainState(step=jnp.zeros((), jnp.int32), params=params, ema_params=params,
                              opt_state=optimizer.init(params), rng=state_key)
 
   return jax.jit(init, out_shardings=parallel.replicated(mesh))(jax.random.PRNGKey(config.seed))
+
+
+def init_state_rng(config) -> jax.Array:
+  """The TrainState.rng that init_state gives a fresh run of `config`."""
+  return jax.random.split(jax.random.PRNGKey(config.seed))[1]
 
 
 def _check_frequencies(config) -> None:

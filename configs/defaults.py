@@ -129,6 +129,13 @@ def get_default_configs() -> ml_collections.ConfigDict:
   model.attention_type = 'ddpm'
   model.init_scale = 0.
   model.conv_size = 3
+  # Discrete time labels: 'score_sde' (VE: round((1 - t)(N - 1)), 0 = sigma_max; VP: (N - 1) t)
+  # or 'legacy' (both sde.timestep(t), 0 = least noise), for checkpoints from before; docs/models.md.
+  model.label_convention = 'score_sde'
+  model.ddpm_num_groups = 32           # ddpm's GroupNorm groups, as both references; 0 = min(C // 4, 32)
+  # ncsn / ncsnv2: score_sde_pytorch's choices (set by tools/import_checkpoint.py for .pth files):
+  model.instance_norm_unbiased = False  # InstanceNorm++ takes the unbiased variance of channel means
+  model.refine_align_corners = False    # refine blocks resize bilinearly with align_corners=True
   model.hidden_dims = (256, 256, 256)  # mlp only
   model.attn_every_up_block = False    # ddpm only: True = Ho et al.'s up-path attention (35.7M)
 

@@ -26,7 +26,8 @@ from models import ncsnpp
 
 def tiny_config_overrides() -> dict:
   """`group.field` overrides for a tiny DDPM on 8x8x1 images."""
-  return {**ncsnpp.tiny_config_overrides(), 'model.name': 'ddpm'}
+  # nf = 8 has fewer channels than the references' 32 groups: min(C // 4, 32) instead.
+  return {**ncsnpp.tiny_config_overrides(), 'model.name': 'ddpm', 'model.ddpm_num_groups': 0}
 
 
 class DDPM(nn.Module):
@@ -49,6 +50,7 @@ class DDPM(nn.Module):
   image_size: int = 32
   centered: bool = True
   attn_every_up_block: bool = False
+  num_groups: int = 32
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> 'DDPM':
@@ -66,12 +68,18 @@ class DDPM(nn.Module):
                         "features; set model.fir=False, model.progressive='none', "
                         "model.progressive_input='none', model.embedding_type='positional' "
                         "(or use model.name='ncsnpp')")
+    groups = model.get('ddpm_num_groups', 32)
+    channels = sorted({model.nf} | {model.nf * m for m in model.ch_mult})
+    if groups < 0 or (groups and any(ch % groups for ch in channels)):
+      raise ConfigError(f'model.ddpm_num_groups={groups} does not divide the channel counts '
+                        f'{channels} of model.nf={model.nf}, model.ch_mult='
+                        f'{tuple(model.ch_mult)}; use a divisor, or 0 for min(C // 4, 32)')
     return cls(nf=model.nf, ch_mult=tuple(model.ch_mult), num_res_blocks=model.num_res_blocks,
                attn_resolutions=tuple(model.attn_resolutions), dropout=model.dropout,
                conditional=model.conditional, resamp_with_conv=model.resamp_with_conv,
                nonlinearity=model.nonlinearity.lower(), num_channels=data.num_channels,
                image_size=data.image_size, centered=data.centered,
-               attn_every_up_block=model.attn_every_up_block)
+               attn_every_up_block=model.attn_every_up_block, num_groups=groups)
 
   tiny_config_overrides = staticmethod(tiny_config_overrides)
 
@@ -91,8 +99,10 @@ class DDPM(nn.Module):
       temb = layers.dense(self.nf * 4)(temb)
       temb = layers.dense(self.nf * 4)(act(temb))
     resblock = functools.partial(layers.ResnetBlockDDPM, nonlinearity=self.nonlinearity,
-                                 dropout=self.dropout, skip_rescale=False, init_scale=0.)
-    attn = functools.partial(layers.AttnBlock, skip_rescale=False, init_scale=0.)
+                                 dropout=self.dropout, skip_rescale=False, init_scale=0.,
+                                 num_groups=self.num_groups)
+    attn = functools.partial(layers.AttnBlock, skip_rescale=False, init_scale=0.,
+                             num_groups=self.num_groups)
     num_levels = len(self.ch_mult)
     h = x if self.centered else 2 * x - 1.
 
@@ -122,6 +132,6 @@ class DDPM(nn.Module):
         h = layers.Upsample(with_conv=self.resamp_with_conv)(h)
     assert not hs, len(hs)
 
-    h = act(layers.group_norm(h.shape[-1])(h))
+    h = act(layers.group_norm(h.shape[-1], self.num_groups)(h))
     h = layers.conv3x3(self.num_channels, init_scale=0.)(h)
     return h.astype(x.dtype)

@@ -61,9 +61,10 @@ def conv1x1(features: int, init_scale: float = 1.) -> nn.Conv:
                  bias_init=jax.nn.initializers.zeros)
 
 
-def group_norm(channels: int) -> nn.GroupNorm:
-  """score_sde's GroupNorm: min(C // 4, 32) groups, epsilon 1e-6."""
-  return nn.GroupNorm(num_groups=min(channels // 4, 32), epsilon=1e-6)
+def group_norm(channels: int, num_groups: int = 0) -> nn.GroupNorm:
+  """score_sde's GroupNorm, epsilon 1e-6: NCSN++/DDPM++'s min(C // 4, 32) groups by
+  default (num_groups=0), else `num_groups` (DDPM's 32 in both references)."""
+  return nn.GroupNorm(num_groups=num_groups or min(channels // 4, 32), epsilon=1e-6)
 
 
 def dense(features: int, init_scale: float = 1.) -> nn.Dense:
@@ -162,15 +163,17 @@ class AttnBlock(nn.Module):
   Attributes:
     skip_rescale: divide the residual sum by sqrt(2).
     init_scale: init scale of the output projection (0 = starts at identity).
+    num_groups: GroupNorm groups; 0 = min(C // 4, 32).
   """
   skip_rescale: bool = False
   init_scale: float = 0.
+  num_groups: int = 0   # GroupNorm groups; 0 = min(C // 4, 32) (see group_norm)
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     """Args: x [B, H, W, C]. Returns: [B, H, W, C]."""
     b, height, width, c = x.shape
-    h = group_norm(c)(x)
+    h = group_norm(c, self.num_groups)(x)
     q, k, v = NIN(c)(h), NIN(c)(h), NIN(c)(h)
     logits = jnp.einsum('bhwc,bHWc->bhwHW', q, k) * (c ** -0.5)
     weights = jax.nn.softmax(logits.reshape(b, height, width, -1), axis=-1)
@@ -283,6 +286,7 @@ class ResnetBlockDDPM(nn.Module):
   dropout: float = 0.1
   skip_rescale: bool = False
   init_scale: float = 0.
+  num_groups: int = 0   # GroupNorm groups; 0 = min(C // 4, 32) (see group_norm)
 
   @nn.compact
   def __call__(self, x: jax.Array, temb: Optional[jax.Array] = None,
@@ -291,10 +295,10 @@ class ResnetBlockDDPM(nn.Module):
     act = get_act(self.nonlinearity)
     c = x.shape[-1]
     out_ch = self.out_ch or c
-    h = conv3x3(out_ch)(act(group_norm(c)(x)))
+    h = conv3x3(out_ch)(act(group_norm(c, self.num_groups)(x)))
     if temb is not None:
       h += dense(out_ch)(act(temb))[:, None, None, :]
-    h = act(group_norm(out_ch)(h))
+    h = act(group_norm(out_ch, self.num_groups)(h))
     h = nn.Dropout(self.dropout)(h, deterministic=not train)
     h = conv3x3(out_ch, init_scale=self.init_scale)(h)
     if c != out_ch:

@@ -74,6 +74,8 @@ class RefineNetScore(nn.Module):
     num_channels: image channels C.
     image_size: H = W.
     centered: inputs already in [-1, 1]; otherwise x -> 2x - 1 first.
+    instance_norm_unbiased, refine_align_corners: score_sde_pytorch's
+      InstanceNorm++ variance and refine-block resize (model.* of the same names).
   """
   arch: str = 'ncsnv2_64'
   nf: int = 128
@@ -83,6 +85,8 @@ class RefineNetScore(nn.Module):
   num_channels: int = 3
   image_size: int = 32
   centered: bool = False
+  instance_norm_unbiased: bool = False
+  refine_align_corners: bool = False
 
   @classmethod
   def _build(cls, config: ml_collections.ConfigDict, name: str,
@@ -92,7 +96,9 @@ class RefineNetScore(nn.Module):
                num_classes=config.model.num_scales,
                nonlinearity=config.model.nonlinearity.lower(),
                num_channels=config.data.num_channels, image_size=config.data.image_size,
-               centered=config.data.centered)
+               centered=config.data.centered,
+               instance_norm_unbiased=config.model.get('instance_norm_unbiased', False),
+               refine_align_corners=config.model.get('refine_align_corners', False))
 
   @nn.compact
   def __call__(self, x: jax.Array, labels: jax.Array, train: bool = False) -> jax.Array:
@@ -119,7 +125,8 @@ class RefineNetScore(nn.Module):
     stages, refine_mults = ARCHITECTURES[self.arch]
     h = refine_net(h, y, nf=self.nf, stages=stages, refine_mults=refine_mults,
                    nonlinearity=self.nonlinearity, conditional=self.conditional,
-                   num_classes=self.num_classes)
+                   num_classes=self.num_classes, unbiased=self.instance_norm_unbiased,
+                   align_corners=self.refine_align_corners)
     return ncsn_conv(self.num_channels)(h).astype(x.dtype)
 
 

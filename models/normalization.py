@@ -8,7 +8,8 @@ learned alpha, so that the relative colour of a feature map is not lost:
 
 where mu_k, s_k are the mean and standard deviation of channel k over its
 pixels (s_k = sqrt(var + 1e-5)), and m, v the mean and (biased) variance of the
-mu_k over channels. The conditional version (CondInstanceNorm++) looks gamma,
+mu_k over channels
+(score_sde_pytorch: the unbiased one, `unbiased=True`). The conditional version (CondInstanceNorm++) looks gamma,
 alpha, beta up per noise level. Parameter names and initialisations follow
 yang-song/score_sde's models/normalization.py (gamma, alpha ~ N(1, 0.02^2),
 beta = 0).
@@ -27,8 +28,11 @@ def _scale_init(key, shape, dtype=jnp.float32):
   return 1. + 0.02 * jax.random.normal(key, shape, dtype)
 
 
-def _instance_stats(x: jax.Array):
+def _instance_stats(x: jax.Array, unbiased: bool = False):
   """Per-channel normalised x, and the standardised channel means.
+
+  unbiased: the variance v of the channel means with Bessel's correction
+    (score_sde_pytorch's `torch.var`); biased (score_sde's JAX) by default.
 
   Returns:
     h: (x - mu_k) / s_k, [B, H, W, C].
@@ -37,7 +41,7 @@ def _instance_stats(x: jax.Array):
   means = jnp.mean(x, axis=(1, 2), keepdims=True)
   h = (x - means) / jnp.sqrt(jnp.var(x, axis=(1, 2), keepdims=True) + _EPS)
   m = jnp.mean(means, axis=-1, keepdims=True)
-  v = jnp.var(means, axis=-1, keepdims=True)
+  v = jnp.var(means, axis=-1, keepdims=True, ddof=1 if unbiased else 0)
   return h, (means - m) / jnp.sqrt(v + _EPS)
 
 
@@ -46,14 +50,16 @@ class InstanceNormPlus(nn.Module):
 
   Attributes:
     bias: learn beta.
+    unbiased: unbiased variance of the channel means (score_sde_pytorch).
   """
   bias: bool = True
+  unbiased: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     """Args: x [B, H, W, C]. Returns: [B, H, W, C]."""
     c = x.shape[-1]
-    h, means_plus = _instance_stats(x)
+    h, means_plus = _instance_stats(x, self.unbiased)
     h = h + means_plus * self.param('alpha', _scale_init, (c,))
     h = h * self.param('gamma', _scale_init, (c,))
     if self.bias:
@@ -70,9 +76,11 @@ class CondInstanceNormPlus(nn.Module):
   Attributes:
     num_classes: number of noise levels L.
     bias: learn beta.
+    unbiased: unbiased variance of the channel means (score_sde_pytorch).
   """
   num_classes: int = 10
   bias: bool = True
+  unbiased: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, y: jax.Array) -> jax.Array:
@@ -86,7 +94,7 @@ class CondInstanceNormPlus(nn.Module):
 
     embed = nn.Embed(self.num_classes, parts * c, embedding_init=init)(y)
     gamma, alpha = embed[:, None, None, :c], embed[:, None, None, c:2 * c]
-    h, means_plus = _instance_stats(x)
+    h, means_plus = _instance_stats(x, self.unbiased)
     h = gamma * (h + means_plus * alpha)
     if self.bias:
       h = h + embed[:, None, None, 2 * c:]

@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from models import layers
 from models.normalization import CondInstanceNormPlus, InstanceNormPlus
@@ -39,17 +40,41 @@ def mean_pool(x: jax.Array) -> jax.Array:
   return layers.naive_downsample(x)
 
 
+def resize_align_corners(x: jax.Array, shape: Sequence[int]) -> jax.Array:
+  """Bilinear resize with corner pixels aligned (torch's align_corners=True).
+
+  Output pixel i samples input coordinate i (n_in - 1) / (n_out - 1), so the
+  corners map onto each other; done as one interpolation matrix per axis.
+
+  Args:
+    x: [B, H, W, C]. shape: output (H', W').
+  Returns:
+    [B, H', W', C].
+  """
+  def weights(n_in, n_out):
+    pos = jnp.arange(n_out) * ((n_in - 1) / (n_out - 1) if n_out > 1 else 0.)
+    lo = jnp.clip(jnp.floor(pos).astype(jnp.int32), 0, n_in - 1)
+    hi = jnp.minimum(lo + 1, n_in - 1)
+    frac = (pos - lo)[:, None]
+    eye = jnp.eye(n_in, dtype=x.dtype)
+    return (1. - frac) * eye[lo] + frac * eye[hi]   # [n_out, n_in]
+
+  wh, ww = weights(x.shape[1], shape[0]), weights(x.shape[2], shape[1])
+  return jnp.einsum('ih,jw,bhwc->bijc', wh, ww, x)
+
+
 class Norm(nn.Module):
   """CondInstanceNorm++ when conditional, InstanceNorm++ otherwise."""
   conditional: bool = False
   num_classes: int = 10
+  unbiased: bool = False   # score_sde_pytorch's variance of the channel means
 
   @nn.compact
   def __call__(self, x: jax.Array, y: Optional[jax.Array]) -> jax.Array:
     """Args: x [B, H, W, C]; y [B] int or None. Returns: [B, H, W, C]."""
     if self.conditional:
-      return CondInstanceNormPlus(self.num_classes)(x, y)
-    return InstanceNormPlus()(x)
+      return CondInstanceNormPlus(self.num_classes, unbiased=self.unbiased)(x, y)
+    return InstanceNormPlus(unbiased=self.unbiased)(x)
 
 
 class ResidualBlock(nn.Module):
@@ -75,12 +100,13 @@ class ResidualBlock(nn.Module):
   nonlinearity: str = 'elu'
   conditional: bool = False
   num_classes: int = 10
+  unbiased: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, y: Optional[jax.Array] = None) -> jax.Array:
     """Args: x [B, H, W, C]; y [B] int. Returns: [B, H', W', output_dim]."""
     act = layers.get_act(self.nonlinearity)
-    norm = lambda: Norm(self.conditional, self.num_classes)  # noqa: E731
+    norm = lambda: Norm(self.conditional, self.num_classes, self.unbiased)  # noqa: E731
     c, out, dil = x.shape[-1], self.output_dim, self.dilation
     h = act(norm()(x, y))
     if self.resample == 'down':
@@ -111,6 +137,7 @@ class RCUBlock(nn.Module):
   nonlinearity: str = 'elu'
   conditional: bool = False
   num_classes: int = 10
+  unbiased: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, y: Optional[jax.Array] = None) -> jax.Array:
@@ -119,7 +146,7 @@ class RCUBlock(nn.Module):
       residual = x
       for _ in range(self.n_stages):
         if self.conditional:
-          x = Norm(True, self.num_classes)(x, y)
+          x = Norm(True, self.num_classes, self.unbiased)(x, y)
         x = ncsn_conv(self.features, bias=False)(act(x))
       x = x + residual
     return x
@@ -135,6 +162,7 @@ class CRPBlock(nn.Module):
   nonlinearity: str = 'elu'
   conditional: bool = False
   num_classes: int = 10
+  unbiased: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, y: Optional[jax.Array] = None) -> jax.Array:
@@ -142,7 +170,7 @@ class CRPBlock(nn.Module):
     path = x
     for _ in range(self.n_stages):
       if self.conditional:
-        path = Norm(True, self.num_classes)(path, y)
+        path = Norm(True, self.num_classes, self.unbiased)(path, y)
         path = nn.avg_pool(path, (5, 5), strides=(1, 1), padding='SAME')
       else:
         path = nn.max_pool(path, (5, 5), strides=(1, 1), padding='SAME')
@@ -152,20 +180,30 @@ class CRPBlock(nn.Module):
 
 
 class MSFBlock(nn.Module):
-  """Multi-resolution fusion: [norm]-conv each input, resize bilinearly, sum."""
+  """Multi-resolution fusion: [norm]-conv each input, resize bilinearly, sum.
+
+  align_corners: score_sde_pytorch's `F.interpolate(..., align_corners=True)`;
+  score_sde's JAX (and the default) resizes with half-pixel centres.
+  """
   shape: Sequence[int]
   features: int
   conditional: bool = False
   num_classes: int = 10
+  unbiased: bool = False
+  align_corners: bool = False
 
   @nn.compact
   def __call__(self, xs: Sequence[jax.Array], y: Optional[jax.Array] = None) -> jax.Array:
     total = 0.
     for x in xs:
       if self.conditional:
-        x = Norm(True, self.num_classes)(x, y)
+        x = Norm(True, self.num_classes, self.unbiased)(x, y)
       h = ncsn_conv(self.features)(x)
-      total = total + jax.image.resize(h, (h.shape[0], *self.shape, h.shape[-1]), 'bilinear')
+      if self.align_corners:
+        h = resize_align_corners(h, self.shape)
+      else:
+        h = jax.image.resize(h, (h.shape[0], *self.shape, h.shape[-1]), 'bilinear')
+      total = total + h
     return total
 
 
@@ -177,7 +215,8 @@ class RefineBlock(nn.Module):
     features: output channels.
     start: only one input (the deepest stage): no fusion.
     end: the last block: three output RCUs instead of one.
-    nonlinearity, conditional, num_classes: as ResidualBlock.
+    nonlinearity, conditional, num_classes, unbiased: as ResidualBlock.
+    align_corners: as MSFBlock.
   """
   shape: Sequence[int]
   features: int
@@ -186,18 +225,21 @@ class RefineBlock(nn.Module):
   nonlinearity: str = 'elu'
   conditional: bool = False
   num_classes: int = 10
+  unbiased: bool = False
+  align_corners: bool = False
 
   @nn.compact
   def __call__(self, xs: Sequence[jax.Array], y: Optional[jax.Array] = None) -> jax.Array:
     """Args: xs list of [B, H_i, W_i, C_i]; y [B] int. Returns: [B, *shape, features]."""
     common = dict(nonlinearity=self.nonlinearity, conditional=self.conditional,
-                  num_classes=self.num_classes)
+                  num_classes=self.num_classes, unbiased=self.unbiased)
     hs = [RCUBlock(x.shape[-1], n_blocks=2, n_stages=2, **common)(x, y) for x in xs]
     if self.start:
       h = hs[0]
     else:
       h = MSFBlock(self.shape, self.features, conditional=self.conditional,
-                   num_classes=self.num_classes)(hs, y)
+                   num_classes=self.num_classes, unbiased=self.unbiased,
+                   align_corners=self.align_corners)(hs, y)
     h = CRPBlock(self.features, 2, **common)(h, y)
     return RCUBlock(self.features, n_blocks=3 if self.end else 1, n_stages=2, **common)(h, y)
 
@@ -213,7 +255,8 @@ def downsampling_factor(stages: Sequence[tuple]) -> int:
 
 def refine_net(x: jax.Array, y: Optional[jax.Array], *, nf: int, stages: Sequence[tuple],
                refine_mults: Sequence[int], nonlinearity: str, conditional: bool,
-               num_classes: int) -> jax.Array:
+               num_classes: int, unbiased: bool = False,
+               align_corners: bool = False) -> jax.Array:
   """The RefineNet body, called inside a compact module: begin conv, ResNet
   stages, refine blocks from the deepest stage up, final norm-act.
 
@@ -224,13 +267,15 @@ def refine_net(x: jax.Array, y: Optional[jax.Array], *, nf: int, stages: Sequenc
     stages: per stage (channel multiplier, None | 'down', dilation); each stage
       is a (possibly resampling) block followed by a plain block.
     refine_mults: channel multiplier of each refine block, deepest first.
-    nonlinearity, conditional, num_classes: as ResidualBlock.
+    nonlinearity, conditional, num_classes, unbiased: as ResidualBlock.
+    align_corners: as MSFBlock.
 
   Returns:
     [B, H, W, nf] features before the output conv.
   """
   assert len(refine_mults) == len(stages), (stages, refine_mults)
-  common = dict(nonlinearity=nonlinearity, conditional=conditional, num_classes=num_classes)
+  common = dict(nonlinearity=nonlinearity, conditional=conditional, num_classes=num_classes,
+                unbiased=unbiased)
   h = ncsn_conv(nf)(x)
   skips = []
   for mult, resample, dilation in stages:
@@ -241,6 +286,6 @@ def refine_net(x: jax.Array, y: Optional[jax.Array], *, nf: int, stages: Sequenc
   for i, (skip, mult) in enumerate(zip(reversed(skips), refine_mults)):
     inputs = [skip] if ref is None else [skip, ref]
     ref = RefineBlock(skip.shape[1:3], mult * nf, start=i == 0, end=i == len(skips) - 1,
-                      **common)(inputs, y)
-  h = Norm(conditional, num_classes)(ref, y)
+                      align_corners=align_corners, **common)(inputs, y)
+  h = Norm(conditional, num_classes, unbiased)(ref, y)
   return layers.get_act(nonlinearity)(h)

@@ -1,15 +1,20 @@
 """The one place where a network output becomes a score.
 
 A network is a bare function of (x, noise label). `get_score_fn` owns the
-parameterisation of Song et al. 2021 (score_sde):
+parameterisation of Song et al. 2021 (score_sde), with score_sde's labels, so
+that its published checkpoints and ours are interchangeable:
 
-| SDE         | time label fed to the net     | score from the output `out`       |
-|-------------|-------------------------------|-----------------------------------|
-| VE, cont.   | log sigma(t)                  | out (/ sigma(t) if scale_by_sigma) |
-| VE, disc.   | index i of sigma_i (0 = least)| out (/ sigma_i if scale_by_sigma)  |
-| VP, cont.   | 999 t                         | -out / std(t)   (out predicts eps) |
-| VP, disc.   | index i = t (N - 1)           | -out / sqrt(1 - alphabar_i)        |
-| sub-VP      | 999 t (continuous only)       | -out / std(t)                      |
+| SDE         | time label fed to the net                | score from the output `out`         |
+|-------------|------------------------------------------|-------------------------------------|
+| VE, cont.   | log sigma(t)                             | out (/ sigma(t) if scale_by_sigma)   |
+| VE, disc.   | j = round((1 - t)(N - 1)), 0 = sigma_max | out (/ sigma_max-first sigmas[j] if scale_by_sigma) |
+| VP, cont.   | 999 t                                    | -out / std(t)   (out predicts eps)   |
+| VP, disc.   | (N - 1) t, a float, not rounded          | -out / sqrt(1 - alphabar_i), i = int((N - 1) t) |
+| sub-VP      | 999 t (continuous only)                  | -out / std(t)                        |
+
+`model.label_convention='legacy'` keeps the labels this project used before
+(discrete VE and VP both fed sde.timestep(t), 0 = least noise) for
+checkpoints trained with them; see docs/models.md.
 """
 from __future__ import annotations
 
@@ -38,33 +43,65 @@ def check_parameterisation(config) -> None:
                       f'training.sde={config.training.sde!r}; set model.scale_by_sigma=False')
 
 
-def noise_labels(sde: sde_lib.SDE, t: Array, continuous: bool) -> Array:
-  """The conditioning label the network sees at time t: [B] float."""
+LABEL_CONVENTIONS = ('score_sde', 'legacy')
+
+
+def _check_convention(label_convention: str) -> None:
+  if label_convention not in LABEL_CONVENTIONS:
+    raise ConfigError(f'model.label_convention={label_convention!r} is unknown; valid: '
+                      f'{", ".join(LABEL_CONVENTIONS)}')
+
+
+def _ve_level(sde: sde_lib.VESDE, t: Array) -> Array:
+  """score_sde's VE-discrete label round((T - t) / T (N - 1)): 0 = sigma_max, [B] int32.
+
+  Rounding, not flooring, is robust to float error either side of a level's time
+  (sampler grids and the SMLD loss put t within an ulp of i / (N - 1)).
+  """
+  return jnp.round((sde.T - t) / sde.T * (sde.N - 1)).astype(jnp.int32)
+
+
+def noise_labels(sde: sde_lib.SDE, t: Array, continuous: bool,
+                 label_convention: str = 'score_sde') -> Array:
+  """The conditioning label the network sees at time t: [B] float (table above)."""
+  _check_convention(label_convention)
+  legacy = label_convention == 'legacy'
   if isinstance(sde, sde_lib.VESDE):
-    return jnp.log(sde.sigma(t)) if continuous else sde.timestep(t).astype(jnp.float32)
+    if continuous:
+      return jnp.log(sde.sigma(t))
+    return (sde.timestep(t) if legacy else _ve_level(sde, t)).astype(jnp.float32)
   if continuous or isinstance(sde, sde_lib.subVPSDE):
     return t * 999.
-  return sde.timestep(t).astype(jnp.float32)
+  return sde.timestep(t).astype(jnp.float32) if legacy else t * (sde.N - 1) / sde.T
 
 
-def output_scale(sde: sde_lib.SDE, t: Array, continuous: bool, scale_by_sigma: bool) -> Array:
+def output_scale(sde: sde_lib.SDE, t: Array, continuous: bool, scale_by_sigma: bool,
+                 label_convention: str = 'score_sde') -> Array:
   """c(t) with score = out * c(t): [B].
 
   VP and sub-VP networks predict the noise eps, so score = -eps / std (Ho et al.
   2020, Eq. 11; score_sde). VE networks predict the score itself, optionally
-  divided by sigma (NCSNv2's technique 3, "scale_by_sigma").
+  divided by sigma (NCSNv2's technique 3, "scale_by_sigma"); discrete, the sigma
+  is the one of the label (score_sde's networks divide by `sigmas[label]`,
+  sigma_max first).
   """
+  _check_convention(label_convention)
   if isinstance(sde, sde_lib.VESDE):
     if not scale_by_sigma:
       return jnp.ones_like(t)
-    sigma = sde.sigma(t) if continuous else sde.discrete_sigmas[sde.timestep(t)]
+    if continuous:
+      sigma = sde.sigma(t)
+    elif label_convention == 'legacy':
+      sigma = sde.discrete_sigmas[sde.timestep(t)]
+    else:   # discrete_sigmas is ascending: sigma_max-first index j is N - 1 - j here
+      sigma = sde.discrete_sigmas[sde.N - 1 - _ve_level(sde, t)]
     return 1. / sigma
   if scale_by_sigma:
     raise ConfigError('model.scale_by_sigma=True only applies to VE SDEs; set it to False '
                       'for VP/sub-VP (their networks predict the noise, already divided by std)')
   if continuous or isinstance(sde, sde_lib.subVPSDE):
     std = sde.marginal_std(t)
-  else:
+  else:   # int((N - 1) t), as score_sde (timestep adds only float-error slack)
     std = jnp.sqrt(1. - sde.alphas_cumprod[sde.timestep(t)])
   return -1. / std
 
@@ -82,23 +119,28 @@ def get_model_fn(model: nn.Module, params: Any, train: bool = False,
 
 def get_score_fn(sde: sde_lib.SDE, model: nn.Module, params: Any, *, train: bool = False,
                  continuous: bool = True, scale_by_sigma: bool = False,
-                 rng: Array | None = None) -> sde_lib.ScoreFn:
-  """Turns a network and its parameters into `score_fn(x [B, ...], t [B]) -> [B, ...]`."""
+                 rng: Array | None = None,
+                 label_convention: str = 'score_sde') -> sde_lib.ScoreFn:
+  """Turns a network and its parameters into `score_fn(x [B, ...], t [B]) -> [B, ...]`.
+
+  label_convention: 'score_sde' (default) or 'legacy' (see the module docstring).
+  """
   if not continuous and isinstance(sde, sde_lib.subVPSDE):
     raise ConfigError('training.continuous=False has no discrete scheme for subvpsde; '
                       'use training.continuous=True')
   model_fn = get_model_fn(model, params, train=train, rng=rng)
 
   def score_fn(x, t):
-    out = model_fn(x, noise_labels(sde, t, continuous))
-    return out * bcast(output_scale(sde, t, continuous, scale_by_sigma), out)
+    out = model_fn(x, noise_labels(sde, t, continuous, label_convention))
+    return out * bcast(output_scale(sde, t, continuous, scale_by_sigma, label_convention), out)
 
   return score_fn
 
 
 def score_fn_from_config(config, sde: sde_lib.SDE, model: nn.Module, params: Any, *,
                          train: bool = False, rng: Array | None = None) -> sde_lib.ScoreFn:
-  """`get_score_fn` with the continuous / scale_by_sigma flags read from config."""
+  """`get_score_fn` with the continuous / scale_by_sigma / label_convention read from config."""
   return get_score_fn(sde, model, params, train=train, rng=rng,
                       continuous=config.training.continuous,
-                      scale_by_sigma=config.model.scale_by_sigma)
+                      scale_by_sigma=config.model.scale_by_sigma,
+                      label_convention=config.model.get('label_convention', 'score_sde'))

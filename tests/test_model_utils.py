@@ -24,14 +24,16 @@ class Oracle(nn.Module):
   sde: sde_lib.SDE
   continuous: bool
   scale_by_sigma: bool
+  label_convention: str = 'score_sde'
 
   @nn.compact
   def __call__(self, x, labels, train=False):
     sde = self.sde
     self.param('unused', nn.initializers.zeros, ())
-    if isinstance(sde, sde_lib.VESDE):
-      t = (jnp.log(jnp.exp(labels) / sde.sigma_min) / np.log(sde.sigma_max / sde.sigma_min)
-           if self.continuous else labels / (sde.N - 1))
+    if isinstance(sde, sde_lib.VESDE) and self.continuous:
+      t = jnp.log(jnp.exp(labels) / sde.sigma_min) / np.log(sde.sigma_max / sde.sigma_min)
+    elif isinstance(sde, sde_lib.VESDE):   # score_sde: label 0 = sigma_max (t = 1)
+      t = labels / (sde.N - 1) if self.label_convention == 'legacy' else 1. - labels / (sde.N - 1)
     else:
       t = labels / 999. if (self.continuous or isinstance(sde, sde_lib.subVPSDE)) else labels / (sde.N - 1)
     discrete = not self.continuous
@@ -47,15 +49,18 @@ CASES = [
     (sde_lib.VESDE(N=100), False, True), (sde_lib.VPSDE(N=100), True, False),
     (sde_lib.VPSDE(N=100), False, False), (sde_lib.subVPSDE(N=100), True, False),
 ]
+CASES = [c + ('score_sde',) for c in CASES] + [   # the pre-score_sde discrete labels
+    (sde_lib.VESDE(N=100), False, True, 'legacy'), (sde_lib.VPSDE(N=100), False, False, 'legacy')]
 
 
-@pytest.mark.parametrize('sde,continuous,scale_by_sigma', CASES,
+@pytest.mark.parametrize('sde,continuous,scale_by_sigma,label_convention', CASES,
                          ids=lambda v: type(v).__name__ if isinstance(v, sde_lib.SDE) else str(v))
-def test_score_fn_inverts_parameterisation(sde, continuous, scale_by_sigma):
-  model = Oracle(sde, continuous, scale_by_sigma)
+def test_score_fn_inverts_parameterisation(sde, continuous, scale_by_sigma, label_convention):
+  model = Oracle(sde, continuous, scale_by_sigma, label_convention)
   params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 3)), jnp.ones((1,)))['params']
   score_fn = mutils.get_score_fn(sde, model, params, continuous=continuous,
-                                 scale_by_sigma=scale_by_sigma)
+                                 scale_by_sigma=scale_by_sigma,
+                                 label_convention=label_convention)
   key = jax.random.PRNGKey(1)
   # Discrete models only see the N grid times; continuous ones any t.
   t = (jnp.arange(0, 100, 7) / 99. if not continuous
@@ -69,9 +74,24 @@ def test_labels_are_what_the_table_says():
   t = jnp.array([0., 0.5, 1.])
   ve, vp = sde_lib.VESDE(N=11), sde_lib.VPSDE(N=11)
   np.testing.assert_allclose(mutils.noise_labels(ve, t, True), np.log(ve.sigma(t)), rtol=1e-6)
-  np.testing.assert_array_equal(mutils.noise_labels(ve, t, False), [0., 5., 10.])
+  # score_sde's: VE round((1 - t)(N - 1)), 0 = sigma_max; VP (N - 1) t unrounded.
+  np.testing.assert_array_equal(mutils.noise_labels(ve, t, False), [10., 5., 0.])
   np.testing.assert_allclose(mutils.noise_labels(vp, t, True), [0., 499.5, 999.])
   np.testing.assert_array_equal(mutils.noise_labels(vp, t, False), [0., 5., 10.])
+  off_grid = jnp.array([0.33, 0.36])   # (N - 1) t = 3.3, 3.6
+  np.testing.assert_array_equal(mutils.noise_labels(ve, off_grid, False), [7., 6.])
+  np.testing.assert_allclose(mutils.noise_labels(vp, off_grid, False), [3.3, 3.6], rtol=1e-6)
+  # VP's divisor is the level int((N - 1) t) = 3 for both, as score_sde.
+  np.testing.assert_allclose(mutils.output_scale(vp, off_grid, False, False),
+                             -1. / np.sqrt(1. - vp.alphas_cumprod[3]) * np.ones(2), rtol=1e-6)
+  # VE scale_by_sigma divides by the sigma of the label: sigma_max first.
+  np.testing.assert_allclose(mutils.output_scale(ve, t, False, True),
+                             1. / np.asarray(ve.discrete_sigmas)[[0, 5, 10]], rtol=1e-6)
+  # The legacy convention: sde.timestep(t) for both, 0 = least noise.
+  for sde in (ve, vp):
+    np.testing.assert_array_equal(mutils.noise_labels(sde, off_grid, False, 'legacy'), [3., 3.])
+  with pytest.raises(ConfigError, match='label_convention'):
+    mutils.noise_labels(ve, t, False, 'torch')
 
 
 def test_scale_by_sigma_is_rejected_for_vp():

@@ -236,7 +236,9 @@ def check_shape_conditioning_and_descent(config, sde, history, probe):
     # NCSNv2 ignores the label: its scores at two levels differ only by the
     # factor c(t) = 1 / sigma_i (scale_by_sigma), to float32 rounding (~1e-7).
     assert change < 1e-5, change
-    sigmas = sde.discrete_sigmas[sde.timestep(t)]
+    # The sigma of score_sde's label round((1 - t)(N - 1)), counted from sigma_max.
+    levels = np.round((1. - np.asarray(t)) * (sde.N - 1)).astype(int)
+    sigmas = np.asarray(sde.discrete_sigmas)[::-1][levels]
     np.testing.assert_allclose(scores[1] * sigmas[1], scores[0] * sigmas[0],
                                rtol=1e-4, atol=1e-6)
   else:

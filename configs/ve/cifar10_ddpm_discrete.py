@@ -7,7 +7,7 @@ Needs CIFAR-10 prepared for TFDS (`tfds build cifar10 --file_format=array_record
 Tiny override (a few training steps on CPU, on the bundled digits):
 
     python main.py --config configs/ve/cifar10_ddpm_discrete.py --workdir runs/tiny --mode train \
-        --config.model.nf=8 --config.model.ch_mult='(1,2)' --config.model.num_res_blocks=1 \
+        --config.model.nf=8 --config.model.ddpm_num_groups=0 --config.model.ch_mult='(1,2)' --config.model.num_res_blocks=1 \
         --config.model.attn_resolutions='(4,)' --config.data.dataset=digits \
         --config.data.image_size=8 --config.data.num_channels=1 --config.training.n_jitted_steps=1 --config.training.n_iters=20
 """

@@ -1,0 +1,268 @@
+"""tools/import_checkpoint.py: the reference implementations' own checkpoints, score for score.
+
+The fixtures (tests/fixtures/reference_checkpoints, see its README) were written by
+score_sde_pytorch's and score_sde's own save code with random weights, EMA and
+training weights differing in every trainable tensor, together with the
+references' own score outputs on fixed (x, t). Each is imported through the
+tool's code path (`checkpoint_import.import_checkpoint`, an Orbax checkpoint),
+restored as every mode restores a run (`generate.load_ema_params`' path), and
+its score must equal the reference's to 1e-5 relative: float32 rounding through
+these ~20-layer networks is ~1e-6 (measured 3e-7 .. 3e-6).
+
+One reference value is not float32-exact: both references compute the VP
+marginal std as sqrt(1 - exp(2 log alpha)), which cancels at small t (1.2e-4
+relative at t = 1e-3; this project uses -expm1, 6e-8). For VP-continuous
+fixtures the reference score is therefore compared after swapping its std for
+the float64 one: score_ref * std_ref / std_exact, i.e. exactly -net_ema / std.
+"""
+import ast
+import importlib
+import json
+import os
+import pickle
+import shutil
+import zipfile
+
+import jax
+import numpy as np
+import pytest
+
+import checkpoint_import
+import checkpointing
+import losses
+import parallel
+import sde_lib
+import train
+from errors import CheckpointError
+from models import create_model
+from models import utils as mutils
+from tests.helpers import REPO, run_python
+
+FIXTURES = os.path.join(REPO, 'tests', 'fixtures', 'reference_checkpoints')
+with open(os.path.join(FIXTURES, 'manifest.json')) as _f:
+  MANIFEST = json.load(_f)
+
+
+def fixture_config(src: str, **extra):
+  """The project config + overrides that the manifest names for `src`."""
+  entry = MANIFEST[src]
+  module = entry['project_config'][:-len('.py')].replace('/', '.')
+  config = importlib.import_module(module).get_config()
+  for flag in entry['project_overrides']:
+    key, value = flag[len('--config.'):].split('=', 1)
+    group, field = key.split('.')
+    config[group][field] = ast.literal_eval(value)
+  for key, value in extra.items():
+    group, field = key.split('__')
+    config[group][field] = value
+  return config
+
+
+def restore_state(config, workdir):
+  """The TrainState restored as the modes restore it (generate.load_ema_params' code)."""
+  model = create_model(config)
+  mesh = parallel.make_mesh()
+  shape = (config.data.image_size, config.data.image_size, config.data.num_channels)
+  abstract = jax.eval_shape(
+      lambda: train.init_state(config, model, losses.get_optimizer(config), shape, mesh))
+  ckpt = checkpointing.Checkpointer(workdir, create=False)
+  state = ckpt.restore(checkpointing.abstract_like(abstract, parallel.replicated(mesh)))
+  ckpt.close()
+  return model, state
+
+
+def exact_vp_std(sde, t):
+  lmc = -0.25 * t ** 2 * (sde.beta_max - sde.beta_min) - 0.5 * t * sde.beta_min
+  return np.sqrt(-np.expm1(2. * lmc.astype(np.float64)))
+
+
+def rel_err(a, b):
+  return float(np.max(np.abs(np.asarray(a, np.float64) - b)) / np.max(np.abs(b)))
+
+
+@pytest.mark.parametrize('src', sorted(MANIFEST))
+def test_imported_score_equals_reference(src, tmp_path):
+  config = fixture_config(src)
+  record = checkpoint_import.import_checkpoint(config, os.path.join(FIXTURES, src),
+                                               str(tmp_path))
+  ref = np.load(os.path.join(FIXTURES, MANIFEST[src]['reference']))
+  meta = json.loads(str(ref['meta']))
+  model, state = restore_state(config, str(tmp_path))
+  assert int(state.step) == record['step'] == meta['step']
+
+  sde, _ = sde_lib.get_sde(config)
+  x, t = ref['x_nhwc'], ref['t']
+  to_nhwc = (lambda a: a.transpose(0, 2, 3, 1)) if src.endswith('.pth') else (lambda a: a)
+  # The labels are what the reference fed its network (VE-continuous references feed
+  # sigma(t) and take its log inside; this project's NCSN++ is given log sigma).
+  labels = mutils.noise_labels(sde, t, config.training.continuous,
+                               config.model.label_convention)
+  want_labels = (np.log(ref['labels']) if meta['labels'].startswith('sigma')
+                 else ref['labels'])
+  np.testing.assert_allclose(labels, want_labels, rtol=1e-6)
+
+  if isinstance(sde, sde_lib.VESDE):   # the network output is the score (scale_by_sigma inside)
+    want_ema, want_raw = to_nhwc(ref['score']), to_nhwc(ref['net_params'])
+  else:
+    std = exact_vp_std(sde, t) if config.training.continuous else ref['std'].astype(np.float64)
+    # the fixture is consistent: score = -net_ema / std_ref, to float32 rounding
+    np.testing.assert_allclose(ref['score'] * ref['std'][:, None, None, None], -ref['net_ema'],
+                               rtol=1e-5, atol=1e-6 * np.abs(ref['net_ema']).max())
+    want_ema = -to_nhwc(ref['net_ema']).astype(np.float64) / std[:, None, None, None]
+    want_raw = -to_nhwc(ref['net_params']).astype(np.float64) / std[:, None, None, None]
+  score = jax.jit(lambda p: mutils.score_fn_from_config(config, sde, model, p)(x, t))
+  score_ema, score_raw = score(state.ema_params), score(state.params)
+  assert score_ema.dtype == np.float32
+  assert rel_err(score_ema, want_ema) < 1e-5, rel_err(score_ema, want_ema)
+  assert rel_err(score_raw, want_raw) < 1e-5, rel_err(score_raw, want_raw)
+  # EMA and training weights differ on purpose (by ~5% of each tensor's std):
+  # swapping them would miss by far more than the tolerance.
+  assert rel_err(score_raw, want_ema) > 1e-3
+
+
+def test_pytorch_refinenet_needs_its_norm_and_resize(tmp_path):
+  """Without score_sde_pytorch's InstanceNorm++ variance and align_corners the NCSNv2 file
+  scores differently: both options are needed, and the importer sets them."""
+  src = 'torch_ncsnv2_ve_discrete/checkpoint_1.pth'
+  config = fixture_config(src)
+  assert config_overrides_for(config) == {'instance_norm_unbiased': True,
+                                          'refine_align_corners': True}
+  ref = np.load(os.path.join(FIXTURES, MANIFEST[src]['reference']))
+  sde, _ = sde_lib.get_sde(config)
+  for unbiased, corners in ((False, True), (True, False)):
+    c = fixture_config(src, model__instance_norm_unbiased=unbiased,
+                       model__refine_align_corners=corners)
+    model = create_model(c)
+    _, ema, _ = checkpoint_import.read_reference(c, os.path.join(FIXTURES, src), model,
+                                                 (16, 16, 3))
+    score = mutils.score_fn_from_config(c, sde, model, ema)(ref['x_nhwc'], ref['t'])
+    assert rel_err(score, ref['score'].transpose(0, 2, 3, 1)) > 1e-4
+
+
+def test_ddpm_needs_the_references_32_groups():
+  """At nf = 32 the references' 32 GroupNorm groups differ from min(C // 4, 32) = 8 / 16."""
+  src = 'torch_ddpm_vp_discrete/checkpoint_1.pth'
+  ref = np.load(os.path.join(FIXTURES, MANIFEST[src]['reference']))
+  errors = {}
+  for groups in (32, 0):
+    c = fixture_config(src, model__ddpm_num_groups=groups)
+    model = create_model(c)
+    _, ema, _ = checkpoint_import.read_reference(c, os.path.join(FIXTURES, src), model,
+                                                 (16, 16, 3))
+    sde, _ = sde_lib.get_sde(c)
+    score = mutils.score_fn_from_config(c, sde, model, ema)(ref['x_nhwc'], ref['t'])
+    errors[groups] = rel_err(score, ref['score'].transpose(0, 2, 3, 1))
+  assert errors[32] < 1e-5 and errors[0] > 1e-2, errors
+
+
+def config_overrides_for(config):
+  return checkpoint_import.config_overrides(config, 'pth')
+
+
+# ----------------------------------------------------------------------------- bad files
+
+def _expect_error(config, src, workdir, *words):
+  with pytest.raises(CheckpointError) as info:
+    checkpoint_import.import_checkpoint(config, src, str(workdir))
+  message = str(info.value)
+  assert '\n' not in message, message
+  for word in words:
+    assert word in message, message
+  assert not os.path.exists(workdir), os.listdir(workdir)   # nothing written
+  return message
+
+
+def test_wrong_architecture_names_the_first_parameter(tmp_path):
+  src = 'torch_ncsnpp_ve_continuous/checkpoint_1.pth'
+  _expect_error(fixture_config(src, model__nf=8), os.path.join(FIXTURES, src), tmp_path / 'w',
+                "'all_modules.0.W'", 'GaussianFourierProjection_0/W', '(8,)')
+  src = 'jax_ncsnpp_ve_continuous/checkpoint_1'
+  _expect_error(fixture_config(src, model__num_res_blocks=1), os.path.join(FIXTURES, src),
+                tmp_path / 'w', 'AttnBlockpp_3', 'no counterpart')
+
+
+def test_wrong_config_is_refused(tmp_path):
+  # DDPM++ weights under the NCSN++ config: positional (nf wide) instead of Fourier (2 nf)
+  # features feed the first Dense layer.
+  src = 'jax_ddpmpp_vp_continuous/checkpoint_1'
+  _expect_error(fixture_config('jax_ncsnpp_ve_continuous/checkpoint_1'),
+                os.path.join(FIXTURES, src), tmp_path / 'w', 'Dense_0/kernel', '(4, 16)',
+                '(8, 16)')
+  # Same architecture, other noise levels: the torch file's sigmas buffer disagrees.
+  src = 'torch_ncsnv2_ve_discrete/checkpoint_1.pth'
+  _expect_error(fixture_config(src, model__num_scales=500), os.path.join(FIXTURES, src),
+                tmp_path / 'w', 'sigmas', '232 levels', 'model.num_scales=500')
+
+
+@pytest.mark.parametrize('src', ['torch_ddpmpp_vp_continuous/checkpoint_1.pth',
+                                 'jax_ddpmpp_vp_continuous/checkpoint_1'])
+def test_truncated_file_is_refused(src, tmp_path):
+  cut = tmp_path / 'cut'
+  with open(os.path.join(FIXTURES, src), 'rb') as f:
+    data = f.read()
+  cut.write_bytes(data[:len(data) * 2 // 3])
+  _expect_error(fixture_config(src), str(cut), tmp_path / 'w', str(cut), 'truncated')
+
+
+def test_missing_ema_is_refused(tmp_path):
+  from flax import serialization
+  src = 'jax_ddpmpp_vp_continuous/checkpoint_1'
+  with open(os.path.join(FIXTURES, src), 'rb') as f:
+    state = serialization.msgpack_restore(f.read())
+  del state['params_ema']
+  no_ema = tmp_path / 'checkpoint_1'
+  no_ema.write_bytes(serialization.msgpack_serialize(state))
+  _expect_error(fixture_config(src), str(no_ema), tmp_path / 'w', 'params_ema')
+  # A .pth whose ema entry is gone (a zip holding just a pickle, no tensors needed).
+  pth = tmp_path / 'no_ema.pth'
+  with zipfile.ZipFile(pth, 'w') as z:
+    z.writestr('archive/data.pkl', pickle.dumps({'model': {}, 'step': 1}, protocol=2))
+  _expect_error(fixture_config('torch_ddpmpp_vp_continuous/checkpoint_1.pth'), str(pth),
+                tmp_path / 'w', 'ema.shadow_params')
+
+
+def test_unsafe_pickle_is_refused(tmp_path):
+  pth = tmp_path / 'evil.pth'
+  with zipfile.ZipFile(pth, 'w') as z:
+    z.writestr('archive/data.pkl', pickle.dumps({'model': shutil.rmtree}, protocol=2))
+  _expect_error(fixture_config('torch_ddpmpp_vp_continuous/checkpoint_1.pth'), str(pth),
+                tmp_path / 'w', 'shutil.rmtree', 'refusing')
+
+
+def test_existing_checkpoints_are_not_overwritten(tmp_path):
+  src = 'jax_ddpmpp_vp_continuous/checkpoint_1'
+  (tmp_path / 'checkpoints' / '3').mkdir(parents=True)
+  with pytest.raises(CheckpointError, match='already holds checkpoints'):
+    checkpoint_import.import_checkpoint(fixture_config(src), os.path.join(FIXTURES, src),
+                                        str(tmp_path))
+  assert os.listdir(tmp_path / 'checkpoints') == ['3']
+
+
+# ----------------------------------------------------------------------------- end to end
+
+def test_tool_then_sample_mode(tmp_path):
+  """The command line: a bad import is one line and exit 2; a good one samples via main.py."""
+  src = 'torch_ddpmpp_vp_continuous/checkpoint_1.pth'
+  entry = MANIFEST[src]
+  tool = ['tools/import_checkpoint.py', '--config', entry['project_config'],
+          '--src', os.path.join(FIXTURES, src), '--workdir', str(tmp_path / 'run')]
+  bad = run_python(tool + entry['project_overrides'] + ['--config.model.nf=8'])
+  assert bad.returncode == 2, bad.stderr
+  assert bad.stderr.strip().count('\n') == 0 and "'all_modules.0.weight'" in bad.stderr and 'Dense_0/kernel' in bad.stderr, bad.stderr
+  assert not (tmp_path / 'run').exists()
+  good = run_python(tool + entry['project_overrides'])
+  assert good.returncode == 0, good.stderr[-2000:]
+  assert (tmp_path / 'run' / 'checkpoints' / '1').is_dir()
+  # Sample mode needs a data shape: a folder of two 16x16 images stands in for CIFAR-10.
+  from PIL import Image
+  folder = tmp_path / 'images'
+  folder.mkdir()
+  for i in range(2):
+    Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(folder / f'{i}.png')
+  sample = run_python(['main.py', '--config', entry['project_config'], '--mode', 'sample',
+                       '--workdir', str(tmp_path / 'run')] + entry['project_overrides'] + [
+                           '--config.data.dataset=ffhq', f'--config.data.data_dir={folder}',
+                           '--config.sampling.batch_size=2', '--config.sampling.num_steps=3'])
+  assert sample.returncode == 0, sample.stderr[-2000:]
+  out = json.loads((tmp_path / 'run' / 'samples').glob('*.json').__next__().read_text())
+  assert out['checkpoint_step'] == 1
