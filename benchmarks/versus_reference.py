@@ -182,6 +182,9 @@ def main():
                        'cpu_seconds_all': cpus,
                        'cores_busy_median': statistics.median(c / w for c, w in zip(cpus, walls)),
                        'last_result': times[name][-1]['result']}
+        last = times[name][-1]['result']
+        if isinstance(last, dict) and last.get('nfe'):   # adaptive solvers: NFE may differ
+          entry[name]['seconds_per_nfe_median'] = statistics.median(walls) / last['nfe']
       entry['reference_over_ours'] = (entry['reference']['seconds_median']
                                       / entry['ours']['seconds_median'])
       entry['load_average_after'] = os.getloadavg()

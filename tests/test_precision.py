@@ -77,21 +77,30 @@ def test_bfloat16_convolutions_run_in_bfloat16():
   assert all(d == jnp.bfloat16 for d in convs), sorted({str(d) for d in convs})
 
 
-def test_bfloat16_short_training_run_is_finite_and_keeps_float32_state():
-  config, sde, model, params, x = _setup('bfloat16')
+def _short_run(precision, steps=10):
+  config, sde, model, params, x = _setup(precision)
   optimizer = losses.get_optimizer(config)
   state = losses.TrainState(step=jnp.int32(0), params=params, ema_params=params,
                             opt_state=optimizer.init(params), rng=jax.random.PRNGKey(3))
   step = jax.jit(losses.get_train_step(config, sde, model, optimizer))
   values = []
-  for _ in range(10):
+  for _ in range(steps):
     state, value = step(state, x)
     values.append(float(value))
+  return state, np.asarray(values)
+
+
+def test_bfloat16_short_training_run_is_finite_and_tracks_float32():
+  # Same keys, so step k draws the same t, z and dropout masks in both runs; 10 Adam steps
+  # at lr 2e-4 move the params little, so each step's loss stays within the 2% of the
+  # single-evaluation test above (the loss itself jumps by ~10% from step to step).
+  state, values = _short_run('bfloat16')
+  _, values32 = _short_run('float32')
   assert np.all(np.isfinite(values)), values
   for tree in (state.params, state.ema_params, state.opt_state):
     assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(tree)
                if jnp.issubdtype(a.dtype, jnp.floating))
-  assert values[-1] < values[0]   # it trains: 10 Adam steps on one batch lower its loss
+  np.testing.assert_allclose(values, values32, rtol=2e-2)
 
 
 def test_unknown_precision_is_a_config_error():
