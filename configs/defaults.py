@@ -26,6 +26,7 @@ def get_default_configs() -> ml_collections.ConfigDict:
   training.reduce_mean = False
   training.eps = 1e-5                 # t ~ U(eps, T) in the continuous loss
   training.max_to_keep = 3
+  training.precision = 'float32'      # float32 | bfloat16 (bf16 compute, f32 params/optimizer)
   training.objective = 'score'        # score | noise_classifier (DMCMC's classifier, dmcmc/)
 
   config.sampling = sampling = ml_collections.ConfigDict()
