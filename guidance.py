@@ -176,8 +176,6 @@ def check_config(config) -> np.ndarray:
   if config.training.get('objective', 'score') != 'score':
     raise ConfigError("guided --mode sample takes the score model's config (training.objective="
                       f"'score'), not {config.training.objective!r}")
-  if s.method == 'ald_ncsn':   # its score calls sit at the ladder's times: fine, but say so
-    logging.info('guided NCSN v1 sampling: the classifier is evaluated at the ladder times')
   labels = parse_labels(s.labels, datasets.num_classes(config), s.batch_size)
   ckpt_dir = checkpointing.checkpoint_dir(s.classifier_workdir)
   if not os.path.isdir(ckpt_dir) or not any(n.isdigit() for n in os.listdir(ckpt_dir)):
