@@ -147,10 +147,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> losse
 
   # A time-dependent classifier (guidance.py) trains on (x, labels) batches.
   labelled = t.get('objective', 'score') == 'time_classifier'
+  read = ((lambda ds, s: ds.batch(s, t.batch_size, with_labels=True)) if labelled else
+          (lambda ds, s: ds.batch(s, t.batch_size)))
   try:
     for step in range(start, t.n_iters, n):
-      local = jax.tree.map(lambda *b: np.stack(b), *[
-          train_ds.batch(s, t.batch_size, with_labels=labelled) for s in range(step, step + n)])
+      local = jax.tree.map(lambda *b: np.stack(b), *[read(train_ds, s)
+                                                     for s in range(step, step + n)])
       state, loss = train_step(state, jax.tree.map(
           lambda b: parallel.global_batch(b, mesh, axis=1), local))
       pending.append(loss)
@@ -171,7 +173,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> losse
 
       if done % t.eval_freq == 0 and config.eval.enable_loss:
         eval_batch = jax.tree.map(lambda b: parallel.global_batch(b, mesh),
-                                  eval_ds.batch(done, t.batch_size, with_labels=labelled))
+                                  read(eval_ds, done))
         value = float(eval_loss(state.ema_params, jax.random.fold_in(eval_key, done), eval_batch))
         logging.info('step %d  eval loss (EMA) %.5f', done, value)
         if writer:
