@@ -281,6 +281,29 @@ def _check(config, task: str):
   return sde, build(s, sde)
 
 
+MEAN_COLOUR_EXAMPLES = 2048   # train examples whose mean chroma is the baseline's colour
+
+
+def chroma_errors(config, result01: np.ndarray, original: np.ndarray) -> dict:
+  """Per-pixel RMSE of the two chroma channels of `decouple` ([0, 1] RGB units), beside the
+  "mean colour" baseline: the gray image with the mean chroma of the first
+  MEAN_COLOUR_EXAMPLES train images (of the source images themselves for a .npy source,
+  whose dataset may not be the config's)."""
+  chroma = lambda v: np.asarray(decouple(jnp.asarray(v, jnp.float32)), np.float64)[..., 1:]
+  if config.sampling.source.endswith('.npy'):
+    reference, origin = original, 'source'
+  else:
+    ds = datasets.get_dataset(config, 'train')
+    reference = np.asarray(datasets.get_data_inverse_scaler(config)(
+        ds.heldout_examples(MEAN_COLOUR_EXAMPLES)))
+    origin = 'train'
+  mean_chroma = chroma(reference).reshape(-1, 2).mean(0)
+  truth = chroma(original)
+  rmse = lambda c: float(np.sqrt(np.mean((c - truth) ** 2)))
+  return {'chroma_rmse': rmse(chroma(result01)), 'chroma_rmse_mean_colour': rmse(mean_chroma),
+          'mean_colour_chroma': mean_chroma.tolist(), 'mean_colour_from': origin}
+
+
 def _rows(columns: list[np.ndarray], pad: int = 1) -> np.ndarray:
   """Images [B, H, W, C] per column -> one [B (H + pad), K (W + pad), C] picture."""
   row = np.concatenate([np.pad(c, ((0, 0), (0, pad), (0, pad), (0, 0)), constant_values=1.)
@@ -330,7 +353,8 @@ def _run(config, workdir: str, task: str) -> dict:
     gray = original.mean(-1, keepdims=True)
     columns = [np.repeat(gray, 3, -1), result01, original]
     stats = {'gray_max_abs_error': float(np.abs(result01.mean(-1, keepdims=True) - gray).max()),
-             'color_mse': float(((result01 - original) ** 2).mean())}
+             'color_mse': float(((result01 - original) ** 2).mean()),
+             **chroma_errors(config, result01, original)}
     arrays = {'input': gray}
   kind = f'{s.predictor}_{s.corrector}' if s.method == 'pc' else s.method
   name = f'{task}_{s.mask}_{kind}_ckpt{step}' if task == 'inpaint' else f'{task}_{kind}_ckpt{step}'

@@ -33,7 +33,8 @@ import numpy as np
 from PIL import Image
 
 from errors import ConfigError, DataError, lookup
-from toys import TOYS, sample_gmm, toy_gmm_params  # noqa: F401  (re-exported)
+import photos
+from toys import TOYS, sample_gmm, sample_gmm_labelled, toy_gmm_params  # noqa: F401  (re-exported)
 
 SPLITS = ('train', 'test')
 TOY_HELDOUT_SIZE = 10_000     # fixed evaluation set of every toy split
@@ -104,7 +105,10 @@ TFDS_DATASETS = {
 # so 'test' reads the same images (score_sde evaluates both on 'train' too).
 FOLDER_DATASETS = ('celeb_a_hq', 'ffhq')
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.webp', '.bmp')
-_KINDS = {'digits': 'digits', **{n: 'toy' for n in TOYS},
+# Datasets with class labels (`Dataset.batch(..., with_labels=True)`): the number of classes.
+# The gmm toy's label is its mixture component.
+NUM_CLASSES = {'digits': 10, 'gmm': len(toy_gmm_params()[0])}
+_KINDS = {'digits': 'digits', 'photo_crops': 'photos', **{n: 'toy' for n in TOYS},
           **{n: 'tfds' for n in TFDS_DATASETS}, **{n: 'folder' for n in FOLDER_DATASETS}}
 
 
@@ -224,6 +228,15 @@ def _digits_images(split: str, size: int) -> np.ndarray:
   return digits(split, size)[0]
 
 
+def num_classes(config: ml_collections.ConfigDict) -> int:
+  """The number of classes of config.data.dataset (ConfigError if it has no labels)."""
+  name = config.data.dataset
+  if name not in NUM_CLASSES:
+    raise ConfigError(f'data.dataset={name!r} has no class labels; labelled datasets: '
+                      f'{", ".join(NUM_CLASSES)}')
+  return NUM_CLASSES[name]
+
+
 # --------------------------------------------------------------------------
 # Scalers, augmentation, seeds.
 
@@ -277,7 +290,7 @@ class Dataset:
 
   def __init__(self, *, data_shape: tuple, examples, heldout, draw=None,
                flip: bool = False, levels: int = 0, scaler=None, seeds: dict,
-               process_index: int, process_count: int):
+               process_index: int, process_count: int, labels=None, draw_labelled=None):
     """Private; use `get_dataset`.
 
     Args:
@@ -289,6 +302,9 @@ class Dataset:
       levels: quantization levels to dequantize with; 0 for none.
       scaler: [0, 1] -> model space for images; None for toys.
       seeds: 32-bit seeds 'shuffle', 'augment', 'eval'.
+      labels: int32 [len(examples)] class labels of `examples`, or None.
+      draw_labelled: (step, n) -> ([n, *data_shape], labels [n]) for a labelled
+        infinite toy stream (the same points as `draw`).
     """
     self.data_shape = tuple(data_shape)
     self.is_image = scaler is not None
@@ -296,6 +312,7 @@ class Dataset:
     self._examples, self._heldout, self._draw = examples, heldout, draw
     self._flip, self.levels, self._scaler = flip, levels, scaler  # levels: 0 = not quantized
     self._seeds = seeds
+    self._labels, self._draw_labelled = labels, draw_labelled
     self._process_index, self._process_count = process_index, process_count
     # A memo, not data state; lru_cache is thread-safe for prefetch threads.
     self._permutation = functools.lru_cache(maxsize=2)(self._new_permutation)
@@ -319,25 +336,35 @@ class Dataset:
       out[sel] = self._permutation(int(epoch))[offsets[sel]]
     return out
 
-  def batch(self, step: int, batch_size: int) -> np.ndarray:
+  def batch(self, step: int, batch_size: int, with_labels: bool = False):
     """This process's slice of global batch number `step`.
 
     Args:
       step: global batch index; the data state of a run.
       batch_size: global batch size B over all processes.
+      with_labels: also return the examples' class labels (labelled datasets only).
 
     Returns:
       float32 [B // P, *data_shape]: rows [p * b, (p + 1) * b) of the global
-      batch for process p of P, b = B // P.
+      batch for process p of P, b = B // P; with_labels: (that, int32 labels [B // P]).
     """
     b = self._local_size(batch_size, 'training.batch_size')
     rows = slice(self._process_index * b, (self._process_index + 1) * b)
+    if with_labels and self._labels is None and self._draw_labelled is None:
+      raise ConfigError(f'this dataset has no class labels; labelled datasets: '
+                        f'{", ".join(NUM_CLASSES)}')
     if self._draw is not None:
       # Every process draws the whole global batch (cheap in 2-D) from the same
       # step seed and keeps its rows, so the batch ignores the process count.
+      if with_labels:
+        x, y = self._draw_labelled(step, batch_size)
+        return x[rows].astype(np.float32), y[rows].astype(np.int32)
       return self._draw(step, batch_size)[rows].astype(np.float32)
     positions = np.arange(step * batch_size, (step + 1) * batch_size)[rows]
-    x = self._examples[self._stream_indices(positions)]
+    idx = self._stream_indices(positions)
+    if with_labels:
+      return self.batch(step, batch_size), self._labels[idx].astype(np.int32)
+    x = self._examples[idx]
     if not self.is_image:
       return x.astype(np.float32)
     # Flips and noise are drawn for the whole global batch from a step seed and
@@ -395,8 +422,10 @@ class Dataset:
 
 def _toy_dataset(config, name, split, **kw) -> Dataset:
   dim = config.data.dim
+  labelled = None
   if name == 'gmm':
     sampler = functools.partial(sample_gmm, dim=dim)
+    labelled = functools.partial(sample_gmm_labelled, dim=dim)
   elif dim != 2:
     raise ConfigError(f'data.dim={dim} but the toy {name!r} is 2-D; only gmm '
                       'takes another dim')
@@ -407,17 +436,23 @@ def _toy_dataset(config, name, split, **kw) -> Dataset:
     rng = np.random.default_rng(_seed(config.seed, name, split, tag))
     return sampler(rng, n).astype(np.float32)
 
-  examples, draw = None, None
-  if split == 'test':
-    examples = fixed(TOY_HELDOUT_SIZE, 'fixed')
-  elif config.data.num_train > 0:
-    examples = fixed(config.data.num_train, 'fixed')
+  def fixed_labels(n, tag):   # the same rng and draws as `fixed`
+    if labelled is None:
+      return None
+    return labelled(np.random.default_rng(_seed(config.seed, name, split, tag)), n)[1]
+
+  examples, draw, labels, draw_labelled = None, None, None, None
+  if split == 'test' or config.data.num_train > 0:
+    n = TOY_HELDOUT_SIZE if split == 'test' else config.data.num_train
+    examples, labels = fixed(n, 'fixed'), fixed_labels(n, 'fixed')
   else:
     stream_seed = _seed(config.seed, name, split, 'stream')
     draw = lambda step, n: sampler(np.random.default_rng([stream_seed, step]), n)
+    if labelled is not None:
+      draw_labelled = lambda step, n: labelled(np.random.default_rng([stream_seed, step]), n)
   heldout = examples if examples is not None else fixed(TOY_HELDOUT_SIZE, 'heldout')
   return Dataset(data_shape=(dim,), examples=examples, heldout=heldout,
-                 draw=draw, **kw)
+                 draw=draw, labels=labels, draw_labelled=draw_labelled, **kw)
 
 
 def get_dataset(config: ml_collections.ConfigDict, split: str = 'train', *,
@@ -455,14 +490,20 @@ def get_dataset(config: ml_collections.ConfigDict, split: str = 'train', *,
     return _toy_dataset(config, name, split, **kw)
 
   size, channels = config.data.image_size, config.data.num_channels
-  want, levels = ((1, 17) if kind == 'digits' else (3, 256) if kind == 'folder'
+  want, levels = ((1, 17) if kind == 'digits' else (3, 256) if kind in ('folder', 'photos')
                   else (TFDS_DATASETS[key].channels, 256))
   if size <= 0:
     raise ConfigError(f'data.image_size={size} must be positive')
   if channels != want:
     raise ConfigError(f'data.num_channels={channels} but {name!r} has {want}')
+  labels = None
   if kind == 'digits':
-    examples = _digits_images(split, size)
+    examples, labels = digits(split, size)
+  elif kind == 'photos':
+    if size > photos.max_size():
+      raise ConfigError(f'data.image_size={size} is too large for photo_crops; use at most '
+                        f'{photos.max_size()} (16 is the default)')
+    examples = photos.photo_crops(split, size)
   elif kind == 'folder':
     examples = _FolderExamples(name, config.data.data_dir, size)
   else:
@@ -472,4 +513,4 @@ def get_dataset(config: ml_collections.ConfigDict, split: str = 'train', *,
       data_shape=(size, size, channels), examples=examples, heldout=examples,
       flip=config.data.random_flip and split == 'train',
       levels=levels if config.data.uniform_dequantization else 0,
-      scaler=get_data_scaler(config), **kw)
+      scaler=get_data_scaler(config), labels=labels, **kw)

@@ -33,7 +33,14 @@ def load_ema_params(config, workdir: str, model, data_shape, mesh):
 
 
 def sample(config: ml_collections.ConfigDict, workdir: str, name: str | None = None) -> dict:
-  """Draws `config.sampling.batch_size` samples and writes them under workdir/samples."""
+  """Draws `config.sampling.batch_size` samples and writes them under workdir/samples.
+
+  With `sampling.classifier_workdir` set the samples are class-conditional
+  (guidance.conditional_sample).
+  """
+  if config.sampling.get('classifier_workdir'):
+    import guidance  # pylint: disable=g-import-not-at-top
+    return guidance.conditional_sample(config, workdir, name)
   sde, _ = sde_lib.get_sde(config)
   model = create_model(config)
   ds = datasets.get_dataset(config, 'train')

@@ -95,10 +95,15 @@ def ddpm_loss(score_fn: sde_lib.ScoreFn, sde: sde_lib.VPSDE, key: Array, x0: Arr
 
 def network_fn_from_config(config, sde, model, params, *, train=False, rng=None):
   """What a loss sees of the network: the score_fn, or for training.objective=
-  'noise_classifier' the bare logits function x -> [B, n_levels] (not a score)."""
-  if config.training.get('objective', 'score') == 'noise_classifier':
+  'noise_classifier' the bare logits function x -> [B, n_levels] (not a score), or for
+  'time_classifier' the class logits (x, t) -> [B, K]."""
+  objective = config.training.get('objective', 'score')
+  if objective == 'noise_classifier':
     model_fn = mutils.get_model_fn(model, params, train=train, rng=rng)
     return lambda x: model_fn(x, jnp.zeros((x.shape[0],)))
+  if objective == 'time_classifier':   # (x, t) -> logits [B, K] (guidance.py)
+    import guidance                      # lazy: score training never imports it
+    return guidance.logits_fn(sde, model, params, train=train, rng=rng)
   return mutils.score_fn_from_config(config, sde, model, params, train=train, rng=rng)
 
 
@@ -113,9 +118,12 @@ def get_loss(config: ml_collections.ConfigDict, sde: sde_lib.SDE) -> Callable[..
   if objective == 'noise_classifier':   # DMCMC's classifier: loss(logits_fn, key, x0)
     from dmcmc import classifier           # lazy: score training never imports dmcmc
     return classifier.get_classifier_loss(config)
+  if objective == 'time_classifier':    # p_t(y | x): loss(logits_fn, key, (x0, y))
+    import guidance
+    return guidance.get_classifier_loss(config, sde)
   if objective != 'score':
     raise ConfigError(f'training.objective={objective!r} is unknown; valid: noise_classifier, '
-                      'score')
+                      'score, time_classifier')
   if t.continuous:
     return lambda score_fn, key, x0: continuous_dsm_loss(
         score_fn, sde, key, x0, eps=t.eps, reduce_mean=t.reduce_mean,
@@ -270,10 +278,10 @@ def get_multi_step(step_fn, unroll: bool | None = None
   if not unroll:
     return lambda state, batches: jax.lax.scan(step_fn, state, batches)
 
-  def multi_step(state, batches):
+  def multi_step(state, batches):   # batches: an array, or (x, labels) for a classifier
     values = []
-    for i in range(batches.shape[0]):
-      state, value = step_fn(state, batches[i])
+    for i in range(jax.tree.leaves(batches)[0].shape[0]):
+      state, value = step_fn(state, jax.tree.map(lambda b: b[i], batches))
       values.append(value)
     return state, jnp.stack(values)
 

@@ -107,11 +107,18 @@ def toy_gmm_params(dim: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   return weights, means, np.array([0.2, 0.3, 0.4, 0.5])
 
 
-def sample_gmm(rng: np.random.Generator, n: int, dim: int = 2) -> np.ndarray:
-  """Draws [n, dim] points from the mixture `toy_gmm_params(dim)`."""
+def sample_gmm_labelled(rng: np.random.Generator, n: int,
+                        dim: int = 2) -> tuple[np.ndarray, np.ndarray]:
+  """Draws [n, dim] points from the mixture `toy_gmm_params(dim)` and their components [n]."""
   weights, means, stds = toy_gmm_params(dim)
   k = rng.choice(len(weights), size=n, p=weights)
-  return means[k] + stds[k, None] * rng.standard_normal((n, dim))
+  return means[k] + stds[k, None] * rng.standard_normal((n, dim)), k.astype(np.int32)
+
+
+def sample_gmm(rng: np.random.Generator, n: int, dim: int = 2) -> np.ndarray:
+  """Draws [n, dim] points from the mixture `toy_gmm_params(dim)` (the same draws as
+  `sample_gmm_labelled`, without the labels)."""
+  return sample_gmm_labelled(rng, n, dim)[0]
 
 
 TOYS = {

@@ -150,10 +150,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> losse
     ckpt.save(step, state, force=force)
     last_saved = step
 
+  # A time-dependent classifier (guidance.py) trains on (x, labels) batches.
+  labelled = t.get('objective', 'score') == 'time_classifier'
+  read = ((lambda ds, s: ds.batch(s, t.batch_size, with_labels=True)) if labelled else
+          (lambda ds, s: ds.batch(s, t.batch_size)))
   try:
     for step in range(start, t.n_iters, n):
-      local = np.stack([train_ds.batch(s, t.batch_size) for s in range(step, step + n)])
-      state, loss = train_step(state, parallel.global_batch(local, mesh, axis=1))
+      local = jax.tree.map(lambda *b: np.stack(b), *[read(train_ds, s)
+                                                     for s in range(step, step + n)])
+      state, loss = train_step(state, jax.tree.map(
+          lambda b: parallel.global_batch(b, mesh, axis=1), local))
       pending.append(loss)
       done = step + n
 
@@ -171,7 +177,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> losse
                                 {'step': done, 'loss': mean_loss, 'steps_per_sec': rate})
 
       if done % t.eval_freq == 0 and config.eval.enable_loss:
-        eval_batch = parallel.global_batch(eval_ds.batch(done, t.batch_size), mesh)
+        eval_batch = jax.tree.map(lambda b: parallel.global_batch(b, mesh),
+                                  read(eval_ds, done))
         value = float(eval_loss(state.ema_params, jax.random.fold_in(eval_key, done), eval_batch))
         logging.info('step %d  eval loss (EMA) %.5f', done, value)
         if writer:

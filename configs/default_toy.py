@@ -27,6 +27,9 @@ def get_toy_configs():
   config.model.ema_rate = 0.999
   config.model.sigma_max = 5.
 
+  config.classifier.model = 'time_mlp'
+  config.classifier.hidden_dims = (128, 128)
+
   config.optim.lr = 1e-3
   config.optim.warmup = 100
   return config

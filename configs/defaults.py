@@ -27,7 +27,7 @@ def get_default_configs() -> ml_collections.ConfigDict:
   training.eps = 1e-5                 # t ~ U(eps, T) in the continuous loss
   training.max_to_keep = 3
   training.precision = 'float32'      # float32 | bfloat16 (bf16 compute, f32 params/optimizer)
-  training.objective = 'score'        # score | noise_classifier (DMCMC's classifier, dmcmc/)
+  training.objective = 'score'        # score | noise_classifier (DMCMC's, dmcmc/) | time_classifier (guidance.py)
 
   config.sampling = sampling = ml_collections.ConfigDict()
   sampling.method = 'pc'              # pc | ald_ncsn | ode (probability-flow ODE, adaptive) | edm
@@ -55,6 +55,10 @@ def get_default_configs() -> ml_collections.ConfigDict:
   sampling.mask_fraction = 0.5        # 'random': fraction of pixels known
   sampling.source = 'test'            # images to complete: train | test split, or a .npy [N, H, W, C] in [0, 1]
   sampling.num_images = 8             # how many (a multiple of the device count)
+  # Class-conditional sampling (guidance.py): s(x, t) + w grad_x log p_t(y | x) in --mode sample.
+  sampling.classifier_workdir = ''    # a --mode train run of training.objective=time_classifier; '' = off
+  sampling.labels = 'rows'            # rows (each class in turn, one grid row each) | a list '3,3,7'
+  sampling.guidance_scale = 1.        # w >= 0; 1 = Song et al. 2021 (App. I.1)
 
   config.eval = evaluate = ml_collections.ConfigDict()
   evaluate.begin_ckpt = 1
@@ -139,6 +143,14 @@ def get_default_configs() -> ml_collections.ConfigDict:
   model.refine_align_corners = False    # refine blocks resize bilinearly with align_corners=True
   model.hidden_dims = (256, 256, 256)  # mlp only
   model.attn_every_up_block = False    # ddpm only: True = Ho et al.'s up-path attention (35.7M)
+
+  # The time-dependent classifier's network (models/time_classifier.py); its training config
+  # and the sampling config share these fields.
+  config.classifier = classifier = ml_collections.ConfigDict()
+  classifier.model = 'time_cnn'       # time_cnn (images) | time_mlp (vectors)
+  classifier.channels = (32, 64)      # time_cnn only
+  classifier.hidden_dims = (256,)
+  classifier.nf = 32                  # time-embedding base width
 
   config.optim = optim = ml_collections.ConfigDict()
   optim.optimizer = 'Adam'

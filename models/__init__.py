@@ -9,7 +9,7 @@ import ml_collections
 
 from errors import lookup
 from models import ddpm, mlp, ncsn, ncsnpp
-from models import noise_classifier
+from models import noise_classifier, time_classifier
 
 MODELS = {
     'ncsnpp': ncsnpp.NCSNpp,
@@ -22,6 +22,9 @@ MODELS = {
     # DMCMC's noise-level classifiers: logits [B, n_levels], not scores (dmcmc/classifier.py).
     'noise_mlp': noise_classifier.NoiseMLP,
     'noise_cnn': noise_classifier.NoiseCNN,
+    # Time-dependent class classifiers p_t(y | x(t)): logits [B, K] (guidance.py).
+    'time_mlp': time_classifier.TimeMLP,
+    'time_cnn': time_classifier.TimeCNN,
 }
 
 

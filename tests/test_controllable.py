@@ -354,6 +354,17 @@ def test_colorize_mode_end_to_end_with_ncsn(rgb_run):
   assert meta['nfe'] == 2 * 2 + 1 and meta['gray_max_abs_error'] < 2e-6   # + denoising step
   assert meta['task'] == 'colorize' and meta['columns'] == ['gray', 'result', 'original']
   np.testing.assert_allclose(arrays['result'].mean(-1), images[:2].mean(-1), atol=2e-6)
+  # Chroma RMSE: the two non-gray rows of the orthonormal decoupling, computed directly;
+  # the baseline's colour is the .npy source's own mean chroma.
+  chroma = lambda v: (np.asarray(v, np.float64) @ controllable.COLOR_MATRIX.T)[..., 1:]
+  truth = chroma(arrays['original'])
+  assert meta['mean_colour_from'] == 'source'
+  np.testing.assert_allclose(meta['mean_colour_chroma'], truth.reshape(-1, 2).mean(0), atol=1e-6)
+  np.testing.assert_allclose(meta['chroma_rmse'],
+                             np.sqrt(((chroma(arrays['result']) - truth) ** 2).mean()), rtol=1e-5)
+  np.testing.assert_allclose(meta['chroma_rmse_mean_colour'],
+                             np.sqrt(((truth.reshape(-1, 2).mean(0) - truth) ** 2).mean()),
+                             rtol=1e-5)
 
 
 @pytest.mark.slow

@@ -1,0 +1,24 @@
+"""Time-dependent classifier p_t(y | x(t)) (small CNN, 10 classes) for the digits VP score model.
+
+It shares configs/vp/digits_ddpmpp_continuous.py's SDE, data and classifier.* fields, so the
+score config samples with it: train both, then sample one grid row per digit class.
+
+    python main.py --config configs/vp/digits_ddpmpp_continuous.py --workdir runs/digits_vp --mode train
+    python main.py --config configs/classifier/digits_classifier.py --workdir runs/digits_vp_classifier --mode train
+    python main.py --config configs/vp/digits_ddpmpp_continuous.py --workdir runs/digits_vp --mode sample \
+        --config.sampling.classifier_workdir=runs/digits_vp_classifier --config.sampling.batch_size=100
+
+Tiny override (seconds):
+
+    python main.py --config configs/classifier/digits_classifier.py --workdir /tmp/tc --mode train --config.training.n_iters=2 --config.training.batch_size=8 --config.classifier.channels=(8,) --config.classifier.hidden_dims=(16,)
+"""
+from configs.vp import digits_ddpmpp_continuous
+
+
+def get_config():
+  config = digits_ddpmpp_continuous.get_config()
+  config.training.objective = 'time_classifier'
+  config.model.name = config.classifier.model
+  config.training.n_iters = 3000
+  config.training.snapshot_freq = 3000
+  return config

@@ -1,0 +1,19 @@
+"""Time-dependent classifier p_t(y | x(t)) (MLP, 4 classes = mixture components) on the `gmm` toy.
+
+Shares configs/classifier/toy_gmm_score.py's SDE, data and classifier.* fields.
+
+    python main.py --config configs/classifier/toy_gmm_classifier.py --workdir runs/gmm_classifier --mode train
+
+Tiny override (seconds):
+
+    python main.py --config configs/classifier/toy_gmm_classifier.py --workdir /tmp/gc --mode train --config.training.n_iters=50 --config.classifier.hidden_dims=(16,16)
+"""
+from configs.classifier import toy_gmm_score
+
+
+def get_config():
+  config = toy_gmm_score.get_config()
+  config.training.objective = 'time_classifier'
+  config.model.name = config.classifier.model
+  config.training.n_iters = 3000
+  return config
