@@ -6,6 +6,7 @@ is a pure function of (seed, k) in `datasets.py`, so the step is the data state.
 """
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -13,11 +14,57 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
-from errors import CheckpointError
+from errors import CheckpointError, ConfigError
+
+# Written by checkpoint_import next to the checkpoints of an imported reference checkpoint.
+IMPORT_RECORD = 'imported_checkpoint.json'
 
 
 def checkpoint_dir(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), 'checkpoints')
+
+
+def check_import_record(config, workdir: str) -> None:
+  """ConfigError if `workdir` holds an import whose required config values `config` lacks.
+
+  An imported score_sde_pytorch NCSN / NCSNv2 only scores as its reference with the
+  model options the import set (`required_overrides` in workdir/imported_checkpoint.json);
+  the parameter shapes are the same either way, so without this check a mode run
+  without them would restore the checkpoint and silently compute different scores.
+  Every mode that restores a run calls this before it writes anything.
+
+  Args:
+    config: the mode's config.
+    workdir: the run directory; one without the record (not imported) always passes.
+
+  Raises:
+    ConfigError: naming the first field whose config value differs from the record,
+      with the flags that fix every differing field.
+    CheckpointError: the record exists but is not readable JSON.
+  """
+  path = os.path.join(os.path.abspath(workdir), IMPORT_RECORD)
+  if not os.path.isfile(path):
+    return
+  try:
+    with open(path) as f:
+      record = json.load(f)
+  except (OSError, ValueError) as e:
+    raise CheckpointError(f'{path} is unreadable ({e}); re-import the checkpoint into a fresh '
+                          '--workdir') from None
+  # 'overrides': the key of records written before it was named required_overrides.
+  required = record.get('required_overrides', record.get('overrides')) or {}
+  wrong = {}
+  for key, want in sorted(required.items()):
+    group, field = key.split('.', 1)
+    have = config[group].get(field) if group in config else None
+    if have != want:
+      wrong[key] = (want, have)
+  if wrong:
+    key, (want, have) = next(iter(wrong.items()))
+    fix = ' '.join(f'--config.{k}={v}' for k, (v, _) in wrong.items())
+    raise ConfigError(f'{key}={have} but {path} records {key}={want} as required by the '
+                      f'imported {record.get("format", "")} checkpoint (the parameters fit '
+                      f'either way, the scores do not); run with {fix}')
 
 
 class Checkpointer:

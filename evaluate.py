@@ -340,6 +340,7 @@ def checkpoints_in_range(config, ckpt: checkpointing.Checkpointer) -> list[tuple
 
 def eval_mode(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   """`--mode eval`: workdir/eval/ckpt_<n>.json for each checkpoint in range not yet done."""
+  checkpointing.check_import_record(config, workdir)   # restores below without load_ema_params
   check_eval_config(config)
   e = config.eval
   if e.enable_sampling:

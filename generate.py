@@ -23,7 +23,13 @@ from models import create_model
 
 
 def load_ema_params(config, workdir: str, model, data_shape, mesh):
-  """EMA params of the newest readable checkpoint in workdir (CheckpointError if none)."""
+  """EMA params of the newest readable checkpoint in workdir (CheckpointError if none).
+
+  ConfigError if workdir is an import whose required model options `config` lacks
+  (checkpointing.check_import_record); sample, likelihood, inpaint, colorize and
+  dmcmc all restore through here.
+  """
+  checkpointing.check_import_record(config, workdir)
   ckpt = checkpointing.Checkpointer(workdir, create=False)
   abstract = jax.eval_shape(
       lambda: train.init_state(config, model, losses.get_optimizer(config), data_shape, mesh))

@@ -98,6 +98,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> losse
   """Trains `config` in `workdir`, resuming from its newest checkpoint if any."""
   # ------------------------------------------------------------------ setup
   _check_frequencies(config)
+  checkpointing.check_import_record(config, workdir)   # resuming an import needs its options
   t = config.training
   parallel.check_batch_size(t.batch_size, 'training.batch_size')
   sde, _ = sde_lib.get_sde(config)

@@ -131,8 +131,10 @@ def import_checkpoint(config, src: str, workdir: str) -> dict:
     workdir: a run directory without checkpoints.
 
   Returns:
-    {'step', 'checkpoint', 'format', 'overrides'}; the same record, with the
-    source's path and sha256, goes to workdir/imported_checkpoint.json.
+    {'step', 'checkpoint', 'format', 'required_overrides'}; the same record, with
+    the source's path and sha256, goes to workdir/imported_checkpoint.json, and
+    every mode restoring workdir refuses a config without `required_overrides`
+    (checkpointing.check_import_record).
   """
   import jax   # lazy: the readers above need no jax
   import checkpointing
@@ -179,9 +181,10 @@ def import_checkpoint(config, src: str, workdir: str) -> dict:
       shutil.rmtree(workdir, ignore_errors=True)
     raise
   shutil.rmtree(staging, ignore_errors=True)
+  # checkpointing.check_import_record holds every later mode of this workdir to these.
   record = {'step': step, 'checkpoint': os.path.join(final, str(step)), 'format': fmt,
-            'overrides': {f'model.{k}': v for k, v in overrides.items()}}
-  with open(os.path.join(workdir, 'imported_checkpoint.json'), 'w') as f:
+            'required_overrides': {f'model.{k}': v for k, v in overrides.items()}}
+  with open(os.path.join(workdir, checkpointing.IMPORT_RECORD), 'w') as f:
     json.dump({**record, 'source': os.path.abspath(src), 'sha256': _sha256(src),
                'config': config.get('name', '')}, f, indent=1)
   return record

@@ -29,11 +29,13 @@ import pytest
 
 import checkpoint_import
 import checkpointing
+import evaluate
+import generate
 import losses
 import parallel
 import sde_lib
 import train
-from errors import CheckpointError
+from errors import CheckpointError, ConfigError
 from models import create_model
 from models import utils as mutils
 from tests.helpers import REPO, run_python
@@ -60,6 +62,7 @@ def fixture_config(src: str, **extra):
 
 def restore_state(config, workdir):
   """The TrainState restored as the modes restore it (generate.load_ema_params' code)."""
+  checkpointing.check_import_record(config, workdir)
   model = create_model(config)
   mesh = parallel.make_mesh()
   shape = (config.data.image_size, config.data.image_size, config.data.num_channels)
@@ -89,6 +92,12 @@ def test_imported_score_equals_reference(src, tmp_path):
   meta = json.loads(str(ref['meta']))
   model, state = restore_state(config, str(tmp_path))
   assert int(state.step) == record['step'] == meta['step']
+  # Only a .pth RefineNet needs model options beyond the config's (see the test below);
+  # every other import leaves its workdir restorable with the plain config.
+  want_required = ({'model.instance_norm_unbiased': True, 'model.refine_align_corners': True}
+                   if src.startswith('torch_ncsnv2') else {})
+  with open(tmp_path / checkpointing.IMPORT_RECORD) as f:
+    assert json.load(f)['required_overrides'] == record['required_overrides'] == want_required
 
   sde, _ = sde_lib.get_sde(config)
   x, t = ref['x_nhwc'], ref['t']
@@ -137,6 +146,41 @@ def test_pytorch_refinenet_needs_its_norm_and_resize(tmp_path):
                                                  (16, 16, 3))
     score = mutils.score_fn_from_config(c, sde, model, ema)(ref['x_nhwc'], ref['t'])
     assert rel_err(score, ref['score'].transpose(0, 2, 3, 1)) > 1e-4
+
+
+def _tree_snapshot(root):
+  return sorted((os.path.relpath(os.path.join(d, n), root), os.stat(os.path.join(d, n)).st_mtime_ns)
+                for d, dirs, files in os.walk(root) for n in dirs + files)
+
+
+@pytest.mark.parametrize('entry', ['load_ema_params', 'eval_mode', 'train'])
+def test_imported_refinenet_refuses_a_config_without_its_options(entry, tmp_path):
+  """An imported NCSNv2 restores into either norm/resize option (same shapes) but scores
+  as its reference only with the two the import recorded: every restoring mode refuses
+  a config without them, in one line naming the field and the flags, writing nothing."""
+  src = 'torch_ncsnv2_ve_discrete/checkpoint_1.pth'
+  workdir = str(tmp_path / 'run')
+  checkpoint_import.import_checkpoint(fixture_config(src), os.path.join(FIXTURES, src), workdir)
+  before = _tree_snapshot(workdir)
+  call = {'load_ema_params': lambda c: generate.load_ema_params(
+              c, workdir, create_model(c), (16, 16, 3), parallel.make_mesh()),
+          'eval_mode': lambda c: evaluate.eval_mode(c, workdir),
+          'train': lambda c: train.train_and_evaluate(c, workdir)}[entry]
+  for given, named in (({}, 'model.instance_norm_unbiased'),
+                       ({'model__instance_norm_unbiased': True}, 'model.refine_align_corners')):
+    with pytest.raises(ConfigError) as e:
+      call(fixture_config(src, **given))
+    message = str(e.value)
+    assert '\n' not in message and message.startswith(f'{named}=False but '), message
+    assert f'records {named}=True' in message and f'--config.{named}=True' in message, message
+    # the fix names every differing flag, and only those
+    assert '--config.model.refine_align_corners=True' in message, message
+    assert (given != {}) == ('--config.model.instance_norm_unbiased' not in message), message
+    assert _tree_snapshot(workdir) == before
+  if entry == 'load_ema_params':
+    _, step = call(fixture_config(src, model__instance_norm_unbiased=True,
+                                  model__refine_align_corners=True))
+    assert step == 1
 
 
 def test_ddpm_needs_the_references_32_groups():

@@ -14,7 +14,8 @@ an ordinary checkpoint, `DIR/checkpoints/<step>`, that every mode runs on:
 A wrong config or architecture, a truncated file or a missing EMA is one line on
 stderr naming the first mismatching parameter (exit 2), and nothing is written.
 For a `.pth` NCSN / NCSNv2 the tool prints the model overrides (score_sde_pytorch's
-InstanceNorm++ variance and align_corners resize) that every later mode needs.
+InstanceNorm++ variance and align_corners resize) that every later mode needs;
+DIR/imported_checkpoint.json records them, and a mode run without them is refused.
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def main(argv):
     record = checkpoint_import.import_checkpoint(config, FLAGS.src, FLAGS.workdir)
   except UserError as e:
     _die(str(e))
-  extra = ' '.join(f'--config.{k}={v}' for k, v in record['overrides'].items())
+  extra = ' '.join(f'--config.{k}={v}' for k, v in record['required_overrides'].items())
   print(f'wrote {record["checkpoint"]}' + (f'; run every mode with {extra}' if extra else ''))
 
 
