@@ -123,7 +123,8 @@ SCHEMA: dict[str, Number | Choice] = {
     'training.snapshot_freq_for_preemption': FREQ,
     'training.eps': EPS_T,
     'training.max_to_keep': COUNT,
-    'training.objective': Choice(('score', 'noise_classifier')),
+    'training.objective': Choice(('score', 'noise_classifier', 'time_classifier')),
+    'training.precision': Choice(('float32', 'bfloat16')),
     # sampling.*
     'sampling.method': Choice(_registry('sampling', 'SAMPLERS')),
     'sampling.predictor': Choice(_registry('sampling', 'PREDICTORS')),
@@ -145,6 +146,7 @@ SCHEMA: dict[str, Number | Choice] = {
     'sampling.progress_every': Int(0, hint='0 means silent'),
     'sampling.mask_fraction': PROB,
     'sampling.num_images': COUNT,
+    'sampling.guidance_scale': Float(0., hint='w = 1 is the paper; 0 turns guidance off'),
     # eval.*
     'eval.begin_ckpt': Int(1),
     'eval.end_ckpt': Int(1),
@@ -184,6 +186,11 @@ SCHEMA: dict[str, Number | Choice] = {
     'model.num_res_blocks': COUNT,
     'model.init_scale': Float(0.),
     'model.conv_size': COUNT,
+    'model.label_convention': Choice(('score_sde', 'legacy')),
+    'model.ddpm_num_groups': Int(0, hint='0 means min(C // 4, 32)'),
+    # classifier.* (guidance.py's time-dependent classifier)
+    'classifier.model': Choice(('time_cnn', 'time_mlp')),
+    'classifier.nf': COUNT,
     # optim.* (warmup <= 0 means none, grad_clip < 0 means no clipping: any number)
     'optim.optimizer': Choice(_registry('losses', 'OPTIMIZERS'), lower=True),
     'optim.lr': POSITIVE,
@@ -240,14 +247,15 @@ SCHEMA: dict[str, Number | Choice] = {
 # mode -> the SCHEMA prefixes it reads ('training.sde' alone, or a whole group 'sampling.').
 _COMMON = ('seed', 'data.', 'model.', 'training.sde')
 MODE_FIELDS: dict[str, tuple[str, ...]] = {
-    'train': _COMMON + ('training.', 'optim.'),
-    'sample': _COMMON + ('sampling.',),
+    'train': _COMMON + ('training.', 'optim.', 'classifier.'),
+    'sample': _COMMON + ('sampling.', 'classifier.'),
     'inpaint': _COMMON + ('sampling.',),
     'colorize': _COMMON + ('sampling.',),
     'likelihood': _COMMON + ('eval.',),
     'eval': _COMMON + ('eval.', 'training.batch_size', 'training.snapshot_freq'),
     'dmcmc': _COMMON + ('dmcmc.', 'optim.', 'training.objective'),
     'dsb': ('seed', 'data.', 'model.', 'optim.', 'dsb.'),
+    'fid_stats': ('seed', 'data.', 'eval.'),
 }
 
 
@@ -365,6 +373,11 @@ def _dmcmc(config) -> None:
   classifier.check_ladder(sde, classifier.ladder_from_config(config))
 
 
+def _fid_stats(config) -> None:
+  import fid_stats
+  fid_stats.check_config(config)
+
+
 def _dsb(config) -> None:
   from dsb import schedule
   _order(config, 'dsb.gamma_min', 'dsb.gamma_max', strict=False)
@@ -381,6 +394,7 @@ COMBINATIONS: dict[str, tuple[Callable, ...]] = {
     'eval': (_sde_ranges, _eval),
     'dmcmc': (_sde_ranges, _dmcmc),
     'dsb': (_dsb,),
+    'fid_stats': (_fid_stats,),
 }
 
 
