@@ -1,10 +1,14 @@
-"""Readers for the published score_sde checkpoint files, without torch or flax.optim.
+"""Readers for the published checkpoint files, without torch or flax.optim.
 
-- score_sde_pytorch: `checkpoint_<N>.pth`, a `torch.save` zip archive:
-  `<root>/data.pkl` is a pickle whose tensors point, through `persistent_load`,
-  at raw little-endian storages `<root>/data/<key>`. A restricted unpickler maps
-  the few globals such a state dict needs to numpy and refuses every other one,
-  so an untrusted file cannot run code.
+- `torch.save` files (score_sde_pytorch's `checkpoint_<N>.pth`, pytorch-fid's
+  FID Inception weights), in both of torch's formats:
+  - zip (torch >= 1.6): `<root>/data.pkl` is a pickle whose tensors point,
+    through `persistent_load`, at raw little-endian storages `<root>/data/<key>`;
+  - legacy (earlier torch): five pickles back to back (magic number, protocol,
+    sys info, the object, its storage keys), then each storage as an int64
+    element count and its raw little-endian bytes.
+  A restricted unpickler maps the few globals such a state dict needs to numpy
+  and refuses every other one, so an untrusted file cannot run code.
 - score_sde (JAX): `checkpoint_<N>`, the msgpack of the legacy
   `flax.training.checkpoints`; arrays are msgpack ExtType 1 =
   packb((shape, dtype name, C-order bytes)), which current
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import io
+import os
 import pickle
 import zipfile
 from typing import Any
@@ -33,10 +38,14 @@ _STORAGE_DTYPES = {
 
 
 class _Storage:
-  """A torch storage's flat contents, a 1-D numpy array."""
+  """A torch storage's flat contents, a 1-D numpy array.
 
-  def __init__(self, array: np.ndarray):
-    self.array = array
+  `pending`: the bytes are not read yet (legacy files store them after the
+  pickle), so tensors are rebuilt as views and copied once they are filled.
+  """
+
+  def __init__(self, array: np.ndarray, pending: bool = False):
+    self.array, self.pending = array, pending
 
 
 class _StorageType:
@@ -54,7 +63,7 @@ def _rebuild_tensor(storage: _Storage, offset: int, size, stride, *unused) -> np
     raise CheckpointError('tensor extends past its storage')
   view = np.lib.stride_tricks.as_strided(flat[offset:], shape=tuple(size),
                                          strides=tuple(s * itemsize for s in stride))
-  return np.array(view)
+  return view if storage.pending else np.array(view)
 
 
 def _rebuild_parameter(data, requires_grad, backward_hooks, *unused):
@@ -83,13 +92,25 @@ _SAFE_GLOBALS = {
     ('_codecs', 'encode'): _codecs_encode,
 }
 
+# torch.save's legacy format: the first pickle holds this number, the second this protocol.
+LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+_LEGACY_PROTOCOL = 1001
+
+# What a damaged file makes pickle / zipfile / the rebuilders raise.
+_CORRUPT = (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, TypeError,
+            KeyError, IndexError, AttributeError, OSError)
+
 
 class _TorchUnpickler(pickle.Unpickler):
-  """Unpickles a torch state-dict pickle into numpy; refuses any other global."""
+  """Unpickles a torch state-dict pickle into numpy; refuses any other global.
 
-  def __init__(self, data: bytes, archive: zipfile.ZipFile, root: str, path: str):
-    super().__init__(io.BytesIO(data))
-    self.archive, self.root, self.path = archive, root, path
+  `load_storage(key, dtype, numel)` returns the storage `key`'s _Storage; it is
+  called once per key. Without it (legacy headers) a persistent id is refused.
+  """
+
+  def __init__(self, file, path: str, load_storage=None):
+    super().__init__(file)
+    self.path, self.load_storage = path, load_storage
     self.storages: dict[str, _Storage] = {}
 
   def find_class(self, module, name):
@@ -100,46 +121,38 @@ class _TorchUnpickler(pickle.Unpickler):
     if module == 'numpy.dtypes' and name.endswith('DType'):
       return np.dtype   # only ever used as the class of a dtype already built by np.dtype
     raise CheckpointError(f'{self.path} needs the pickle global {module}.{name}, which a '
-                          'score_sde_pytorch checkpoint never contains; refusing to load it '
+                          'torch.save file of tensors never contains; refusing to load it '
                           '(it could run code)')
 
   def persistent_load(self, pid):
-    if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == 'storage'
-            and isinstance(pid[1], _StorageType)):
+    # ('storage', storage type, key, location, numel[, legacy view metadata])
+    if not (self.load_storage and isinstance(pid, tuple) and len(pid) >= 5
+            and pid[0] == 'storage' and isinstance(pid[1], _StorageType)):
       raise CheckpointError(f'{self.path}: unknown persistent id {str(pid)[:60]}')
     _, storage_type, key, _, numel = pid[:5]
     if key not in self.storages:
       dtype = np.dtype(_STORAGE_DTYPES[storage_type.name]).newbyteorder('<')
-      try:
-        raw = self.archive.read(f'{self.root}/data/{key}')
-      except (KeyError, zipfile.BadZipFile, EOFError, OSError) as e:
-        raise CheckpointError(f'{self.path}: storage data/{key} is missing or unreadable '
-                              f'({e}); the file is truncated or corrupt') from None
-      if len(raw) < numel * dtype.itemsize:
-        raise CheckpointError(f'{self.path}: storage data/{key} holds {len(raw)} bytes, '
-                              f'fewer than its {numel} elements need; the file is truncated')
-      self.storages[key] = _Storage(np.frombuffer(raw, dtype=dtype, count=numel))
-    return self.storages[key]
+      self.storages[key] = self.load_storage(key, dtype, int(numel))
+    view = pid[5] if len(pid) > 5 else None
+    if view is None:
+      return self.storages[key]
+    # Old torch (legacy format) pickled a view of a storage as (view key, element offset,
+    # element count); the view is its own storage, cached by its key.
+    view_key, offset, count = view
+    if view_key not in self.storages:
+      root = self.storages[key]
+      self.storages[view_key] = _Storage(root.array[offset:offset + count], root.pending)
+    return self.storages[view_key]
 
 
-def read_pth(path: str) -> Any:
-  """Loads a `torch.save` zip file (e.g. score_sde_pytorch's checkpoint_<N>.pth).
-
-  Returns:
-    The saved object with tensors as numpy arrays (their torch dtype; C-order,
-    the torch layout, e.g. conv weights [out, in, kh, kw]).
-
-  Raises:
-    CheckpointError: not a zip archive (truncated, or torch's legacy non-zip
-      format), a missing storage, or a pickle global outside a state dict's.
-  """
+def _read_zip(path: str) -> Any:
+  """torch.save's zip format (torch >= 1.6)."""
   try:
     archive = zipfile.ZipFile(path)
     names = archive.namelist()
   except (zipfile.BadZipFile, OSError, EOFError) as e:
     raise CheckpointError(f'{path} is not a readable torch.save zip archive ({e}); the file is '
-                          'truncated or corrupt (re-download it), or was written by torch < 1.6 '
-                          '(re-save it with a current torch)') from None
+                          'truncated or corrupt (re-download it)') from None
   pickles = [n for n in names if n.endswith('/data.pkl') and n.count('/') == 1]
   if not pickles:
     raise CheckpointError(f'{path} has no <root>/data.pkl; it is not a torch.save file')
@@ -148,15 +161,126 @@ def read_pth(path: str) -> Any:
   if byteorder in names and archive.read(byteorder).strip() != b'little':
     raise CheckpointError(f'{path} was written on a big-endian machine; re-save it on a '
                           'little-endian one')
+
+  def load_storage(key, dtype, numel):
+    try:
+      raw = archive.read(f'{root}/data/{key}')
+    except (KeyError, zipfile.BadZipFile, EOFError, OSError) as e:
+      raise CheckpointError(f'{path}: storage data/{key} is missing or unreadable '
+                            f'({e}); the file is truncated or corrupt') from None
+    if len(raw) < numel * dtype.itemsize:
+      raise CheckpointError(f'{path}: storage data/{key} holds {len(raw)} bytes, '
+                            f'fewer than its {numel} elements need; the file is truncated')
+    return _Storage(np.frombuffer(raw, dtype=dtype, count=numel))
+
   try:
     data = archive.read(pickles[0])
-    return _TorchUnpickler(data, archive, root, path).load()
+    return _TorchUnpickler(io.BytesIO(data), path, load_storage).load()
   except CheckpointError:
     raise
-  except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, TypeError,
-          KeyError, IndexError, AttributeError, OSError) as e:
+  except _CORRUPT as e:
     raise CheckpointError(f'{path}: cannot unpickle {pickles[0]} ({type(e).__name__}: '
                           f'{str(e)[:80]}); the file is truncated or corrupt') from None
+
+
+def _copy_arrays(obj, memo: dict):
+  """Replaces every array in a legacy file's containers by a copy (dicts, lists in place).
+
+  The legacy rebuild returns views into storages filled after the pickle; the
+  copies make each tensor independent, as the zip reader's are.
+  """
+  if isinstance(obj, np.ndarray):
+    return np.array(obj)
+  if id(obj) in memo:       # a pickle may reference one container twice, or itself
+    return memo[id(obj)]
+  memo[id(obj)] = obj
+  if isinstance(obj, dict):
+    for k in obj:
+      obj[k] = _copy_arrays(obj[k], memo)
+  elif isinstance(obj, list):
+    obj[:] = [_copy_arrays(v, memo) for v in obj]
+  elif isinstance(obj, tuple):
+    memo[id(obj)] = tuple(_copy_arrays(v, memo) for v in obj)
+  return memo[id(obj)]
+
+
+def _read_legacy(path: str, f) -> Any:
+  """torch.save's legacy format (torch < 1.6), from the open file `f`."""
+  header = _TorchUnpickler(f, path)   # no persistent ids, no tensors in the headers
+  if header.load() != LEGACY_MAGIC:
+    raise CheckpointError(f'{path} is neither a torch.save zip archive nor a legacy torch.save '
+                          'file; the file is truncated or corrupt (re-download it), or not a '
+                          'torch checkpoint')
+  protocol = _TorchUnpickler(f, path).load()
+  if protocol != _LEGACY_PROTOCOL:
+    raise CheckpointError(f'{path} is a legacy torch.save file of protocol {protocol}, not '
+                          f'{_LEGACY_PROTOCOL}; re-save it with a current torch')
+  sys_info = _TorchUnpickler(f, path).load()
+  if isinstance(sys_info, dict) and not sys_info.get('little_endian', True):
+    raise CheckpointError(f'{path} was written on a big-endian machine; re-save it on a '
+                          'little-endian one')
+
+  roots: dict[str, _Storage] = {}   # storage key -> its buffer, filled after the pickle
+  size = os.fstat(f.fileno()).st_size
+
+  def load_storage(key, dtype, numel):
+    if numel * dtype.itemsize > size:   # before allocating what a corrupt count asks for
+      raise CheckpointError(f'{path}: storage {key} needs {numel} elements, more than the '
+                            f'file\'s {size} bytes hold; the file is truncated or corrupt')
+    roots[key] = _Storage(np.empty(numel, dtype), pending=True)
+    return roots[key]
+
+  obj = _TorchUnpickler(f, path, load_storage).load()
+  keys = _TorchUnpickler(f, path).load()
+  if not isinstance(keys, list):
+    raise CheckpointError(f'{path}: the storage key list is a {type(keys).__name__}; the file '
+                          'is corrupt')
+  for key in keys:
+    storage = roots.get(key)
+    if storage is None or not storage.pending:
+      raise CheckpointError(f'{path}: storage {str(key)[:30]} is not used by the pickle or '
+                            'listed twice; the file is corrupt')
+    count = np.frombuffer(f.read(8), '<i8')
+    if count.size != 1 or int(count[0]) != storage.array.size:
+      raise CheckpointError(f'{path}: storage {key} should hold {storage.array.size} elements, '
+                            f'the file says {count[:1].tolist()}; the file is truncated or '
+                            'corrupt')
+    if f.readinto(storage.array.view(np.uint8)) != storage.array.nbytes:
+      raise CheckpointError(f'{path}: storage {key} is cut short; the file is truncated')
+    storage.pending = False
+  unread = [k for k, s in roots.items() if s.pending]
+  if unread:
+    raise CheckpointError(f'{path}: storage {unread[0]} has no data after the pickle; the '
+                          'file is truncated or corrupt')
+  return _copy_arrays(obj, {})
+
+
+def read_pth(path: str) -> Any:
+  """Loads a `torch.save` file, zip or legacy format (a checkpoint_<N>.pth, say).
+
+  Returns:
+    The saved object with tensors as numpy arrays (their torch dtype; C-order,
+    the torch layout, e.g. conv weights [out, in, kh, kw]).
+
+  Raises:
+    CheckpointError: unreadable, truncated or not a torch.save file, a missing
+      storage, or a pickle global outside a state dict's.
+  """
+  try:
+    with open(path, 'rb') as f:
+      if f.read(2) != b'PK':   # not a zip's local-header / end-of-archive signature
+        f.seek(0)
+        try:
+          return _read_legacy(path, f)
+        except CheckpointError:
+          raise
+        except _CORRUPT as e:
+          raise CheckpointError(f'{path} is not a readable torch.save file ({type(e).__name__}: '
+                                f'{str(e)[:80]}); the file is truncated or corrupt '
+                                '(re-download it)') from None
+  except OSError as e:
+    raise CheckpointError(f'cannot read {path}: {e.strerror}') from None
+  return _read_zip(path)
 
 
 def read_flax_msgpack(path: str) -> dict:

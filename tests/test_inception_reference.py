@@ -22,6 +22,8 @@ import jax
 import numpy as np
 import pytest
 
+from checkpoint_import import readers
+from errors import CheckpointError
 from models import inception
 from tools import convert_inception_weights as conv
 from tools import verify_inception
@@ -29,7 +31,9 @@ from tools import verify_inception
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures')
 
 
-@pytest.mark.parametrize('name', ['torch_state_zip.pth', 'torch_state_legacy.pth'])
+# Legacy first: its storages are filled after the pickle, and a reader that copied the
+# tensors before that would pass anyway if malloc handed back the zip case's freed arrays.
+@pytest.mark.parametrize('name', ['torch_state_legacy.pth', 'torch_state_zip.pth'])
 def test_torch_free_reader_matches_torch(name):
   got = conv.read_torch_state_dict(os.path.join(FIXTURES, name))
   with np.load(os.path.join(FIXTURES, 'torch_state_expected.npz')) as f:
@@ -45,14 +49,27 @@ def test_reader_refuses_code_and_foreign_files(tmp_path):
   import pickle
   path = tmp_path / 'evil.pth'
   with open(path, 'wb') as f:   # a legacy-format header, then a pickle calling os.system
-    for obj in (conv._LEGACY_MAGIC, 1001, {}):
+    for obj in (readers.LEGACY_MAGIC, 1001, {}):
       pickle.dump(obj, f)
     f.write(b'cos\nsystem\n(S"echo hi"\ntR.')
-  with pytest.raises(pickle.UnpicklingError, match='os.system'):
+  with pytest.raises(CheckpointError, match='os.system'):
     conv.read_torch_state_dict(str(path))
   np.save(tmp_path / 'x.npy', np.zeros(3))
   with pytest.raises(Exception):
     conv.read_torch_state_dict(str(tmp_path / 'x.npy'))
+
+
+def test_truncated_legacy_file_is_refused(tmp_path):
+  """Every cut of the legacy file (headers, pickle, storage counts, storage bytes) is a
+  one-line CheckpointError naming the file, never a silently short or garbage tensor."""
+  with open(os.path.join(FIXTURES, 'torch_state_legacy.pth'), 'rb') as f:
+    data = f.read()
+  cut = tmp_path / 'cut.pth'
+  for n in sorted(set(range(0, len(data), 5)) | {len(data) - 1}):
+    cut.write_bytes(data[:n])
+    with pytest.raises(CheckpointError) as info:
+      conv.read_torch_state_dict(str(cut))
+    assert '\n' not in str(info.value) and str(cut) in str(info.value), (n, info.value)
 
 
 @pytest.mark.slow

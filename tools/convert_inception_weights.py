@@ -11,9 +11,10 @@ No torch needed (it is not a dependency of this project):
 
 `read_torch_state_dict` reads a state dict written by torch.save, in the zip
 format (torch >= 1.6) and in the legacy format (earlier torch, as the 2019 .pth
-may be), with a restricted unpickler that only rebuilds tensors and dicts (it
-runs none of the file's code). A state dict dumped to .npz (name -> array) works
-too: `--src pt_inception.npz`. Then evaluate with
+may be), with checkpoint_import.readers.read_pth (the reader of
+tools/import_checkpoint.py): a restricted unpickler that only rebuilds tensors
+and dicts (it runs none of the file's code). A state dict dumped to .npz
+(name -> array) works too: `--src pt_inception.npz`. Then evaluate with
 `--config.eval.inception_path=inception_fid.npz`.
 
 The conversion is verified against pytorch-fid's FIDInceptionV3 itself by
@@ -22,16 +23,16 @@ The conversion is verified against pytorch-fid's FIDInceptionV3 itself by
 from __future__ import annotations
 
 import argparse
-import collections
 import os
-import pickle
 import sys
-import zipfile
 from typing import Mapping
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from checkpoint_import import readers  # noqa: E402
+from errors import CheckpointError  # noqa: E402
 
 # PyTorch name suffix -> (Flax collection, Flax leaf name).
 _LEAVES = {
@@ -80,91 +81,19 @@ def convert_state_dict(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]
   return {k: v.astype(np.float32) for k, v in out.items()}
 
 
-# torch storage class names -> numpy dtypes (torch writes little-endian data).
-_STORAGE_DTYPES = {
-    'FloatStorage': '<f4', 'DoubleStorage': '<f8', 'HalfStorage': '<f2', 'LongStorage': '<i8',
-    'IntStorage': '<i4', 'ShortStorage': '<i2', 'CharStorage': 'i1', 'ByteStorage': 'u1',
-    'BoolStorage': '?',
-}
-_LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
-
-
-class _StorageType(str):
-  """What the unpickler returns for torch.FloatStorage and friends: just the name."""
-
-
-def _rebuild_tensor(storage, offset, size, stride, *unused):
-  """torch._utils._rebuild_tensor_v2 on a flat numpy storage: the strided view, copied."""
-  del unused   # requires_grad, backward hooks, metadata
-  item = storage.dtype.itemsize
-  return np.lib.stride_tricks.as_strided(storage[offset:], shape=tuple(size),
-                                         strides=tuple(s * item for s in stride)).copy()
-
-
-class _TorchUnpickler(pickle.Unpickler):
-  """Rebuilds only tensors, parameters and dicts; any other global is refused."""
-
-  def __init__(self, file, load_storage):
-    super().__init__(file)
-    self._load_storage, self._storages = load_storage, {}
-
-  def find_class(self, module, name):
-    if module == 'torch._utils' and name == '_rebuild_tensor_v2':
-      return _rebuild_tensor
-    if module == 'torch._utils' and name == '_rebuild_parameter':
-      return lambda data, *unused: data
-    if module == 'torch' and name in _STORAGE_DTYPES:
-      return _StorageType(name)
-    if module == 'collections' and name == 'OrderedDict':
-      return collections.OrderedDict
-    raise pickle.UnpicklingError(f'{module}.{name} is not part of a tensor state dict')
-
-  def persistent_load(self, pid):
-    # ('storage', storage type, key, location, numel[, view metadata (legacy)])
-    if pid[0] != 'storage' or str(pid[1]) not in _STORAGE_DTYPES:
-      raise pickle.UnpicklingError(f'unsupported persistent id {pid[:2]}')
-    key = str(pid[2])
-    if key not in self._storages:
-      self._storages[key] = self._load_storage(key, np.dtype(_STORAGE_DTYPES[str(pid[1])]),
-                                               int(pid[4]))
-    return self._storages[key]
-
-
 def read_torch_state_dict(path: str) -> dict[str, np.ndarray]:
-  """A state dict written by torch.save, as name -> numpy array, without torch.
+  """A state dict written by torch.save (zip or legacy format), as name -> array.
+
+  Reads with checkpoint_import.readers.read_pth (no torch; its restricted
+  unpickler rebuilds only tensors and dicts).
 
   Raises:
-    ValueError: not a torch.save file of tensors.
+    CheckpointError: not a torch.save file of tensors, or not a state dict.
   """
-  if zipfile.is_zipfile(path):
-    with zipfile.ZipFile(path) as z:
-      pkl = [n for n in z.namelist() if n.endswith('/data.pkl') or n == 'data.pkl']
-      if not pkl:
-        raise ValueError(f'{path} is a zip file without data.pkl: not written by torch.save')
-      prefix = pkl[0][:-len('data.pkl')]
-
-      def load(key, dtype, numel):
-        return np.frombuffer(z.read(f'{prefix}data/{key}'), dtype, numel)
-
-      with z.open(pkl[0]) as f:
-        state = _TorchUnpickler(f, load).load()
-  else:
-    # Legacy: pickles of magic, protocol, sys info, the object, the storage keys; then
-    # each storage as an int64 element count followed by its raw bytes.
-    with open(path, 'rb') as f:
-      if pickle.load(f) != _LEGACY_MAGIC:
-        raise ValueError(f'{path} is neither a torch.save file nor an .npz')
-      pickle.load(f), pickle.load(f)
-      pending = {}
-      unpickler = _TorchUnpickler(f, lambda key, dtype, numel: pending.setdefault(
-          key, np.empty(numel, dtype)))
-      state = unpickler.load()
-      for key in pickle.load(f):
-        count = int(np.frombuffer(f.read(8), '<i8')[0])
-        dtype = pending[key].dtype
-        pending[key][:] = np.frombuffer(f.read(count * dtype.itemsize), dtype, count)
+  state = readers.read_pth(path)
   if not isinstance(state, dict):
-    raise ValueError(f'{path} holds a {type(state).__name__}, not a state dict')
+    raise CheckpointError(f'{path} holds a {type(state).__name__}, not a state dict; save the '
+                          'Inception with torch.save(model.state_dict(), path)')
   return {k: np.asarray(v) for k, v in state.items()}
 
 
