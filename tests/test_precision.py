@@ -90,6 +90,7 @@ def _short_run(precision, steps=10):
   return state, np.asarray(values)
 
 
+@pytest.mark.slow
 def test_bfloat16_short_training_run_is_finite_and_tracks_float32():
   # Same keys, so step k draws the same t, z and dropout masks in both runs; 10 Adam steps
   # at lr 2e-4 move the params little, so each step's loss stays within the 2% of the
