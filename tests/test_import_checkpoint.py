@@ -310,3 +310,116 @@ def test_tool_then_sample_mode(tmp_path):
   assert sample.returncode == 0, sample.stderr[-2000:]
   out = json.loads((tmp_path / 'run' / 'samples').glob('*.json').__next__().read_text())
   assert out['checkpoint_step'] == 1
+
+
+
+# ----------------------------------------------------------------------------- every mode
+
+PHOTO_SRC = 'jax_ncsnpp_ve_continuous/checkpoint_1'
+
+
+def photo_config():
+  """The fixture's own config (+ a dmcmc.* group) on the bundled 16x16 colour crops.
+
+  The fixture's config is score_sde's CIFAR-10 one: data in [0, 1], data.centered=False,
+  which is photo_crops' range too; every budget is cut to its smallest.
+  """
+  from configs.dmcmc.defaults import add_dmcmc_configs
+  c = add_dmcmc_configs(fixture_config(PHOTO_SRC))
+  assert c.data.centered is False and c.training.sde == 'vesde'
+  c.data.dataset = 'photo_crops'
+  c.training.snapshot_freq = 1                      # eval: ckpt n is step n (imported: 5)
+  t = c.training                                    # the DMCMC classifier's one step:
+  t.n_iters, t.n_jitted_steps, t.batch_size, t.snapshot_sampling = 1, 1, 2, False
+  c.sampling.num_images, c.sampling.num_steps, c.sampling.mask = 2, 2, 'center'
+  e = c.eval
+  e.begin_ckpt, e.end_ckpt = 1, 26                  # step is among ckpts 1..26
+  e.batch_size, e.num_repeats, e.bpd_num_batches = 2, 1, 1
+  e.rtol = e.atol = 1e-2                            # loose ODE tolerances: 2 images only
+  d = c.dmcmc
+  d.n_levels, d.sigma_min, d.sigma_max = 8, 0.01, 50.   # inside the VE SDE's [0.01, 50]
+  d.classifier_hidden_dims = (8,)
+  d.n_chains, d.num_outputs, d.n_skip, d.warmup_steps = 2, 2, 2, 1
+  d.integrator, d.integrator_steps = 'edm_heun', 2
+  return c
+
+
+def test_every_mode_runs_on_an_imported_checkpoint(tmp_path):
+  """Issue 15: after the import, likelihood, eval, inpaint, colorize and dmcmc run through
+  main.run (validation included) on the imported workdir, unchanged, and use its EMA
+  params: bits/dim and test loss equal a direct computation with the restored EMA params
+  (and not with the training params), the constraints hold exactly."""
+  import controllable
+  import datasets
+  import likelihood
+  import main
+  from dmcmc import run as dmcmc_run
+  config = photo_config()
+  workdir = str(tmp_path / 'run')
+  checkpoint_import.import_checkpoint(fixture_config(PHOTO_SRC), os.path.join(FIXTURES, PHOTO_SRC),
+                                      workdir)
+  model, state = restore_state(config, workdir)
+  step = int(state.step)
+  assert step == json.loads(str(np.load(os.path.join(FIXTURES, MANIFEST[PHOTO_SRC]['reference']))['meta']))['step']
+  sde, _ = sde_lib.get_sde(config)
+  mesh = parallel.make_mesh()
+  test = datasets.get_dataset(config, 'test')
+  x_test, _ = next(test.iterate(2))
+
+  # likelihood: the first 2 test crops, dequantized with batch (0, 0)'s key, by the PF ODE.
+  out = main.run(config, workdir, 'likelihood')
+  assert out['checkpoint_step'] == step and out['num_images'] == 2 and out['levels'] == 256
+  deq_key, probe_key = jax.random.split(evaluate.batch_key(config.seed, 0, 0))
+  u = jax.random.uniform(deq_key, x_test.shape, np.float32)
+  x = datasets.dequantize(np.asarray(x_test), u, 256)       # centered=False: scaler = id
+  e = config.eval
+
+  @jax.jit
+  def direct(params):
+    score_fn = mutils.score_fn_from_config(config, sde, model, params)
+    r = likelihood.log_likelihood(probe_key, score_fn, sde, x, eps=e.eps, rtol=e.rtol,
+                                  atol=e.atol, method=e.ode_method, probe=e.probe)
+    return likelihood.bits_per_dim(r.logp, x.shape, levels=256, scale=1.)
+  want = np.asarray(direct(state.ema_params), np.float64)
+  assert np.all(np.isfinite(want))
+  np.testing.assert_allclose(out['bpd'], want.mean(), rtol=1e-2)
+  with open(os.path.join(workdir, 'eval', 'likelihood.json')) as f:
+    assert json.load(f)['checkpoint_step'] == step
+
+  # eval (test loss only): the mode's mean over the 120 test crops with the EMA params.
+  [res] = main.run(config, workdir, 'eval')
+  assert res['ckpt'] == step and res['step'] == step
+  loss_fn = evaluate.make_test_loss_fn(config, sde, model, mesh)
+  loss = lambda p: evaluate.mean_test_loss(config, p, loss_fn, test, mesh)
+  np.testing.assert_allclose(res['test_loss'], loss(state.ema_params), rtol=1e-5)
+  assert abs(loss(state.params) / res['test_loss'] - 1) > 1e-4   # the EMA params, not raw
+
+  # inpaint (center mask): the known pixels are the test crops' own, exactly.
+  meta = main.run(config, workdir, 'inpaint')
+  arrays = np.load(meta['paths']['npz'])
+  known = controllable.load_mask(config, 16, 16)
+  assert meta['checkpoint_step'] == step and meta['known_max_abs_error'] == 0.
+  source = np.asarray(test.batch(0, 2))                    # sampling.source = 'test'
+  np.testing.assert_array_equal(arrays['original'], source)
+  np.testing.assert_array_equal(arrays['result'][:, known], source[:, known])
+  assert np.all(np.isfinite(arrays['result']))
+
+  # colorize: the result's channel mean is the input gray to float32 rounding.
+  meta = main.run(config, workdir, 'colorize')
+  arrays = np.load(meta['paths']['npz'])
+  # decouple -> couple in float32 rounds to a few ulps of the result's largest |value|
+  # (2 VE steps leave values well outside [0, 1]).
+  tol = 8 * np.finfo(np.float32).eps * max(1., float(np.abs(arrays['result']).max()))
+  assert meta['checkpoint_step'] == step and meta['gray_max_abs_error'] < tol
+  np.testing.assert_array_equal(arrays['original'], source)
+  np.testing.assert_allclose(arrays['result'].mean(-1), source.mean(-1), atol=tol)
+
+  # dmcmc: the imported score model with a 1-step noise classifier (its quality is not the
+  # point: the score model is read from the imported workdir, at its step).
+  config.dmcmc.score_workdir = workdir
+  config.dmcmc.classifier_workdir = str(tmp_path / 'clf')
+  main.run(dmcmc_run.classifier_config(config), config.dmcmc.classifier_workdir, 'train')
+  meta = main.run(config, str(tmp_path / 'dmcmc'), 'dmcmc')
+  assert meta['score_checkpoint_step'] == step and meta['classifier_checkpoint_step'] == 1
+  samples = np.load(tmp_path / 'dmcmc' / 'dmcmc' / 'samples.npz')['samples']
+  assert samples.shape == (2, 16, 16, 3) and np.all(np.isfinite(samples))
