@@ -344,6 +344,7 @@ def photo_config():
   return c
 
 
+@pytest.mark.slow
 def test_every_mode_runs_on_an_imported_checkpoint(tmp_path):
   """Issue 15: after the import, likelihood, eval, inpaint, colorize and dmcmc run through
   main.run (validation included) on the imported workdir, unchanged, and use its EMA

@@ -260,6 +260,7 @@ def test_two_processes_match_two_devices_image(tmp_path):
   assert records['mp1'] == [], records['mp1']
 
 
+@pytest.mark.slow
 def test_evaluation_modes_two_processes_match_two_devices(tmp_path):
   """--mode likelihood, eval, dmcmc and dsb as 2 processes: each result is gathered once,
   written once by process 0, and equals the 2-device run's (the same global batches and
