@@ -99,12 +99,14 @@ class Preempted(Exception):
   pass
 
 
-def test_toy_protocol_counts_exactly_and_resumes(tmp_path, monkeypatch):
-  """10 samples in shards of 4 (4, 4, 2); preempted after 2 shards, the rerun samples only
-  the third and gives the uninterrupted result."""
-  config, sde, model, mesh, params = toy_setup()
-  config.sampling.batch_size, config.eval.num_samples = 4, 10
-  sampler = sample_eval.make_indexed_sampler(config, sde, model, mesh, (2,))
+def preempted_then_fresh(tmp_path, monkeypatch, sampler, run_protocol):
+  """Runs the protocol preempted right after its 2nd shard is on disk, resumes it in the same
+  dir ('a'), then runs it uninterrupted in a new dir ('b').
+
+  Returns:
+    (resumed result, fresh result, the list of sampler-call keys (the fresh run's so far),
+    the counting sampler that appends to it).
+  """
   calls, save, saved = [], sample_eval._save_shard, []
 
   def counting(p, keys):
@@ -117,17 +119,28 @@ def test_toy_protocol_counts_exactly_and_resumes(tmp_path, monkeypatch):
     if len(saved) == 2:
       raise Preempted()
 
-  run = lambda d: sample_eval.sample_quality_protocol(
-      config, params, sampler=counting, mesh=mesh, step=1, eval_dir=str(d), ckpt_n=1)
   monkeypatch.setattr(sample_eval, '_save_shard', dies_after_two)
   with pytest.raises(Preempted):
-    run(tmp_path / 'a')
+    run_protocol(counting, tmp_path / 'a')
   monkeypatch.setattr(sample_eval, '_save_shard', save)
-  resumed = run(tmp_path / 'a')
+  resumed = run_protocol(counting, tmp_path / 'a')
+  # 10 samples in shards of 4: 3 shards (4, 4, 2); only the 3rd is sampled again.
   assert len(calls) == 3 and resumed['shards_reused'] == 2
   calls.clear()
-  fresh = run(tmp_path / 'b')
+  fresh = run_protocol(counting, tmp_path / 'b')
   assert len(calls) == 3 and fresh['shards_reused'] == 0
+  return resumed, fresh, calls, counting
+
+
+def test_toy_protocol_counts_exactly_and_resumes(tmp_path, monkeypatch):
+  """10 samples in shards of 4 (4, 4, 2); preempted after 2 shards, the rerun samples only
+  the third and gives the uninterrupted result."""
+  config, sde, model, mesh, params = toy_setup()
+  config.sampling.batch_size, config.eval.num_samples = 4, 10
+  sampler = sample_eval.make_indexed_sampler(config, sde, model, mesh, (2,))
+  run = lambda sampler_fn, d: sample_eval.sample_quality_protocol(
+      config, params, sampler=sampler_fn, mesh=mesh, step=1, eval_dir=str(d), ckpt_n=1)
+  resumed, fresh, calls, _ = preempted_then_fresh(tmp_path, monkeypatch, sampler, run)
   for k in ('sliced_wasserstein', 'mmd', 'num_samples', 'nfe_per_sample'):
     assert resumed[k] == fresh[k], k
   assert fresh['num_samples'] == 10 and fresh['nfe_per_sample'] == 10
@@ -143,32 +156,9 @@ def test_toy_protocol_counts_exactly_and_resumes(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_protocol_quantises_counts_exactly_and_resumes(tmp_path, monkeypatch):
   config, sde, model, mesh, params, sampler = digits_setup(tmp_path)
-  calls = []
-
-  def counting(p, keys):
-    calls.append(np.asarray(keys))
-    return sampler(p, keys)
-
-  save, saved = sample_eval._save_shard, []
-
-  def dies_after_two(path, **arrays):   # preempted right after the 2nd shard is on disk
-    save(path, **arrays)
-    saved.append(path)
-    if len(saved) == 2:
-      raise Preempted()
-
-  run = lambda d: sample_eval.sample_quality_protocol(
-      config, params, sampler=counting, mesh=mesh, step=3, eval_dir=str(d), ckpt_n=1)
-  monkeypatch.setattr(sample_eval, '_save_shard', dies_after_two)
-  with pytest.raises(Preempted):
-    run(tmp_path / 'a')
-  monkeypatch.setattr(sample_eval, '_save_shard', save)
-  resumed = run(tmp_path / 'a')
-  # 10 samples in shards of 4: 3 shards (4, 4, 2); only the 3rd is sampled again.
-  assert len(calls) == 3 and resumed['shards_reused'] == 2
-  calls.clear()
-  fresh = run(tmp_path / 'b')
-  assert len(calls) == 3 and fresh['shards_reused'] == 0
+  run = lambda sampler_fn, d: sample_eval.sample_quality_protocol(
+      config, params, sampler=sampler_fn, mesh=mesh, step=3, eval_dir=str(d), ckpt_n=1)
+  resumed, fresh, calls, counting = preempted_then_fresh(tmp_path, monkeypatch, sampler, run)
   for k in ('digits_fd', 'digits_kid', 'digits_is', 'num_samples', 'nfe_per_sample'):
     assert resumed[k] == fresh[k], k
   assert fresh['num_samples'] == 10 and fresh['seed'] == config.seed
