@@ -222,8 +222,8 @@ def ordered_batches(x: np.ndarray, batch_size: int) -> Iterable[tuple[np.ndarray
   (b = B / process count) of each global batch, so `compute_features` returns
   the rows in the order of x, whatever the process count.
   """
-  b = batch_size // jax.process_count()
-  lo = jax.process_index() * b
+  rows_here = parallel.local_rows(batch_size)
+  lo, b = rows_here.start, rows_here.stop - rows_here.start
   for start in range(0, len(x), batch_size):
     rows = np.arange(start + lo, start + lo + b)
     real = rows < len(x)
@@ -367,7 +367,7 @@ def _real_batches(config, split: str, limit: int):
       # Row r of process p's part of batch k is example k B + p b + r (Dataset.iterate).
       if k * batch >= limit:           # the same on every process: collectives stay in step
         break
-      first = k * batch + jax.process_index() * len(mask)
+      first = k * batch + parallel.local_rows(batch).start
       mask = mask & (first + np.arange(len(mask)) < limit)
     yield io_utils.to_uint8(inverse(x)) / np.float32(255.), mask
 

@@ -34,6 +34,16 @@ def check_batch_size(batch_size: int, field: str) -> None:
                       f'use a multiple of {n}')
 
 
+def local_rows(n: int) -> slice:
+  """This process's rows [p b, (p + 1) b) of n global rows, b = n // process count.
+
+  The process-local part of a global batch that every process holds or draws in
+  full, in the row order `global_batch` assembles (process p's devices hold it).
+  """
+  b = n // jax.process_count()
+  return slice(jax.process_index() * b, (jax.process_index() + 1) * b)
+
+
 def global_batch(local: np.ndarray, mesh: Mesh, axis: int = 0) -> jax.Array:
   """Assembles a global array, sharded on `axis`, from each process's local slice.
 

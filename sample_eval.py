@@ -212,7 +212,7 @@ def sample_quality_protocol(config, params, *, sampler: Callable, mesh, step: in
   else:
     io_utils.save_scatter(png, res['samples'])
     # metrics.sample_quality takes each process's own share and gathers them itself.
-    mine = np.split(res['samples'], jax.process_count())[jax.process_index()]
+    mine = res['samples'][parallel.local_rows(len(res['samples']))]
     quality = dict(metrics.sample_quality(config, mine))
   return {**quality, 'num_samples': int(len(res['nfe'])), 'seed': int(config.seed),
           'sample_keys': 'fold_in(PRNGKey(seed), i) for sample i = 0..num_samples-1',

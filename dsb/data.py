@@ -17,10 +17,10 @@ from __future__ import annotations
 import functools
 import string
 
-import jax
 import numpy as np
 
 import datasets
+import parallel
 from errors import ConfigError
 
 LETTERS_NUM_TRAIN, LETTERS_NUM_TEST = datasets.DIGITS_NUM_TRAIN, 297
@@ -29,8 +29,7 @@ _LETTERS_SEED = 1
 
 def _my_rows(x: np.ndarray) -> np.ndarray:
   """This process's rows of a global batch that every process drew in full."""
-  b = len(x) // jax.process_count()
-  return x[jax.process_index() * b:(jax.process_index() + 1) * b]
+  return x[parallel.local_rows(len(x))]
 
 
 class GaussianEndpoint:
