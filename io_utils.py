@@ -116,10 +116,43 @@ def save_scatter(path: str, samples: np.ndarray, reference: np.ndarray | None = 
   plt.close(fig)
 
 
+def write_result(prefix: str, arrays: dict[str, np.ndarray], *, images: np.ndarray | None = None,
+                 upscale: int = 1, points: np.ndarray | None = None,
+                 reference: np.ndarray | None = None, title: str = '',
+                 meta: dict | None = None, config=None) -> dict[str, str]:
+  """Writes a mode's result: <prefix>.npz, <prefix>.png and, if `meta` is given, <prefix>.json.
+
+  Args:
+    prefix: the path without extension, e.g. workdir/samples/<name>.
+    arrays: what goes into the .npz (compressed).
+    images: [B, H, W, C] in [0, 1], tiled into the PNG (one prepared picture: B = 1).
+    upscale: nearest-neighbour magnification of the PNG.
+    points: [B, 2+] instead of images: a scatter plot, beside `reference` if given.
+    meta: the JSON payload; `config` adds the run metadata (run_metadata).
+  Returns:
+    The paths (the same on every process; only process 0 writes).
+  """
+  paths = {'png': prefix + '.png', 'npz': prefix + '.npz'}
+  if meta is not None:
+    paths['json'] = prefix + '.json'
+  if not is_writer():
+    return paths
+  os.makedirs(os.path.dirname(prefix), exist_ok=True)
+  np.savez_compressed(paths['npz'], **arrays)
+  if images is not None:
+    save_image_grid(paths['png'], images, upscale=upscale)
+  elif points is not None:
+    save_scatter(paths['png'], points, reference, title=title)
+  if meta is not None:
+    write_json(paths['json'], meta, config)
+  return paths
+
+
 def save_samples(prefix: str, samples: np.ndarray, *, is_image: bool, inverse_scaler=None,
                  reference: np.ndarray | None = None, meta: dict | None = None,
                  config=None) -> dict[str, str]:
-  """Writes <prefix>.png, <prefix>.npz and, if `meta` is given, <prefix>.json.
+  """Writes samples as <prefix>.png (a grid, or a scatter for 2-D data), <prefix>.npz and,
+  if `meta` is given, <prefix>.json (`write_result`).
 
   Args:
     samples: [B, ...] in model space.
@@ -127,21 +160,12 @@ def save_samples(prefix: str, samples: np.ndarray, *, is_image: bool, inverse_sc
     The paths written.
   """
   samples = np.asarray(samples)
-  paths = {'png': prefix + '.png', 'npz': prefix + '.npz'}
-  if not is_writer():
-    return paths
-  os.makedirs(os.path.dirname(prefix), exist_ok=True)
-  np.savez_compressed(paths['npz'], samples=samples)
-  if is_image:
-    images = np.asarray(inverse_scaler(samples)) if inverse_scaler else samples
-    upscale = max(1, 64 // samples.shape[1])
-    save_image_grid(paths['png'], images, upscale=upscale)
-  else:
-    save_scatter(paths['png'], samples, reference)
-  if meta is not None:
-    paths['json'] = prefix + '.json'
-    write_json(paths['json'], meta, config)
-  return paths
+  if not is_image:
+    return write_result(prefix, {'samples': samples}, points=samples, reference=reference,
+                        meta=meta, config=config)
+  images = np.asarray(inverse_scaler(samples)) if inverse_scaler else samples
+  return write_result(prefix, {'samples': samples}, images=images,
+                      upscale=max(1, 64 // samples.shape[1]), meta=meta, config=config)
 
 
 def fmt_eta(seconds: float) -> str:
