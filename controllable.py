@@ -39,14 +39,12 @@ import numpy as np
 from absl import logging
 
 import datasets
-import generate
 import io_utils
 import parallel
+import restore
 import sampling
 import sde_lib
 from errors import ConfigError, DataError, lookup
-from models import create_model
-from models import utils as mutils
 from sde_lib import bcast
 
 Array = jax.Array
@@ -262,8 +260,7 @@ def _source_images(config, mesh) -> jax.Array:
   if x.ndim != 4 or x.shape[1:] != shape or len(x) < n:
     raise DataError(f'sampling.source file {s.source} has shape {x.shape}; expected '
                     f'[>= {n}, {shape[0]}, {shape[1]}, {shape[2]}] in [0, 1]')
-  b = n // jax.process_count()
-  local = x[jax.process_index() * b:(jax.process_index() + 1) * b].astype(np.float32)
+  local = x[parallel.local_rows(n)].astype(np.float32)
   return parallel.global_batch(datasets.get_data_scaler(config)(local), mesh)
 
 
@@ -312,18 +309,18 @@ def _rows(columns: list[np.ndarray], pad: int = 1) -> np.ndarray:
 
 
 def _run(config, workdir: str, task: str) -> dict:
-  sde, sampler = _check(config, task)
+  _, sampler = _check(config, task)
   s, d = config.sampling, config.data
-  h, w, c = d.image_size, d.image_size, d.num_channels
-  mask = load_mask(config, h, w) if task == 'inpaint' else None
+  h = d.image_size
+  mask = load_mask(config, h, h) if task == 'inpaint' else None
   mesh = parallel.make_mesh()
   images = _source_images(config, mesh)
-  model = create_model(config)
-  params, step = generate.load_ema_params(config, workdir, model, (h, w, c), mesh)
-  rep, shard = parallel.replicated(mesh), parallel.data_sharding(mesh)
+  restored = restore.restore_run(config, workdir, mesh=mesh)
+  params, step = restored.ema_params, restored.step
+  rep, shard = restored.replicated, restored.batch_sharding
 
   def run(key, params, images):
-    score_fn = mutils.score_fn_from_config(config, sde, model, params)
+    score_fn = restored.score_fn_of(params)
     if task == 'inpaint':
       return sampler(key, score_fn, known=images, mask=mask[None, :, :, None])
     gray = images.mean(-1, keepdims=True)
@@ -366,12 +363,9 @@ def _run(config, workdir: str, task: str) -> dict:
           'columns': ['input', 'mask', 'result', 'original'] if task == 'inpaint'
                      else ['gray', 'result', 'original'],
           **stats, 'sampler': s.to_dict()}
-  paths = {'png': prefix + '.png', 'npz': prefix + '.npz', 'json': prefix + '.json'}
-  if io_utils.is_writer():
-    os.makedirs(os.path.dirname(prefix), exist_ok=True)
-    np.savez_compressed(paths['npz'], result=result01, original=original, **arrays)
-    io_utils.save_image_grid(paths['png'], _rows(columns)[None], upscale=max(1, 64 // h))
-    io_utils.write_json(paths['json'], meta, config)
+  paths = io_utils.write_result(prefix, {'result': result01, 'original': original, **arrays},
+                                images=_rows(columns)[None], upscale=max(1, 64 // h),
+                                meta=meta, config=config)
   logging.info('%s: %d images (%d NFE, %.1fs + %.1fs compile) -> %s', task, len(result),
                int(nfe), seconds, compile_seconds, paths['png'])
   return {**meta, 'paths': paths}

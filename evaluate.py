@@ -38,17 +38,15 @@ from absl import logging
 
 import checkpointing
 import datasets
-import generate
 import io_utils
 import likelihood
 import losses
 import parallel
+import restore
 import sample_eval
 import sampling
 import sde_lib
-import train
 from errors import CheckpointError, ConfigError, lookup
-from models import create_model
 from models import utils as mutils
 
 
@@ -274,15 +272,12 @@ def bpd_over_split(config, params, *, bpd_fn: Callable, ds: datasets.Dataset,
 def likelihood_mode(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """`--mode likelihood`: writes workdir/eval/likelihood.json for the newest checkpoint."""
   check_eval_config(config)
-  sde, _ = sde_lib.get_sde(config)
-  model = create_model(config)
-  mesh = parallel.make_mesh()
   ds, quant = bpd_data(config)
-  params, step = generate.load_ema_params(config, workdir, model, ds.data_shape, mesh)
+  run = restore.restore_run(config, workdir, shape=ds.data_shape)
   tic = time.time()
-  result = bpd_over_split(config, params, bpd_fn=make_bpd_fn(config, sde, model, mesh, quant),
-                          ds=ds, quant=quant, mesh=mesh, ckpt_step=step,
-                          progress_path=os.path.join(workdir, 'eval', 'likelihood_progress.jsonl'))
+  bpd_fn = make_bpd_fn(config, run.sde, run.model, run.mesh, quant)
+  result = bpd_over_split(config, run.ema_params, bpd_fn=bpd_fn, ds=ds, quant=quant,
+                          mesh=run.mesh, ckpt_step=run.step, progress_path=os.path.join(workdir, 'eval', 'likelihood_progress.jsonl'))
   result['wall_seconds'] = time.time() - tic
   path = os.path.join(workdir, 'eval', 'likelihood.json')
   io_utils.write_json(path, result, config)
@@ -340,7 +335,7 @@ def checkpoints_in_range(config, ckpt: checkpointing.Checkpointer) -> list[tuple
 
 def eval_mode(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   """`--mode eval`: workdir/eval/ckpt_<n>.json for each checkpoint in range not yet done."""
-  checkpointing.check_import_record(config, workdir)   # restores below without load_ema_params
+  checkpointing.check_import_record(config, workdir)   # before any check: nothing is restored yet
   check_eval_config(config)
   e = config.eval
   if e.enable_sampling:
@@ -355,48 +350,44 @@ def eval_mode(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
     parallel.check_batch_size(config.sampling.batch_size, 'sampling.batch_size')
     metrics.check_config(config)
     fid_stats.check_config(config)
-  sde, _ = sde_lib.get_sde(config)
-  model = create_model(config)
   mesh = parallel.make_mesh()
   test_ds = datasets.get_dataset(config, 'test')
   bpd_ds, quant = bpd_data(config)
   ckpt = checkpointing.Checkpointer(workdir, create=False)
-  chosen = checkpoints_in_range(config, ckpt)
-  abstract = checkpointing.abstract_like(
-      jax.eval_shape(lambda: train.init_state(config, model, losses.get_optimizer(config),
-                                              test_ds.data_shape, mesh)),
-      parallel.replicated(mesh))
-  # Built once; each compiles on first use, so a run with nothing left to do compiles nothing.
-  loss_fn = make_test_loss_fn(config, sde, model, mesh)
-  bpd_fn = make_bpd_fn(config, sde, model, mesh, quant)
-  sampler = (sample_eval.make_indexed_sampler(config, sde, model, mesh, test_ds.data_shape)
-             if e.enable_sampling else None)
-  eval_dir = os.path.join(workdir, 'eval')
-  results = []
   try:
-    for n, step in chosen:
-      path = os.path.join(eval_dir, f'ckpt_{n}.json')
-      if os.path.exists(path):
-        logging.info('ckpt %d (step %d): %s exists, skipping', n, step, path)
-        continue
-      tic = time.time()
-      params = ckpt.restore(abstract, step=step).ema_params
-      result = {'ckpt': n, 'step': step}
-      if e.enable_loss:
-        result['test_loss'] = mean_test_loss(config, params, loss_fn, test_ds, mesh)
-        logging.info('ckpt %d (step %d): test loss %.5f', n, step, result['test_loss'])
-      if e.enable_bpd:
-        bpd = bpd_over_split(config, params, bpd_fn=bpd_fn, ds=bpd_ds, quant=quant, mesh=mesh,
-                             ckpt_step=step, label=f'ckpt {n} bpd', progress_path=os.path.join(
-                                 eval_dir, f'ckpt_{n}_bpd_progress.jsonl'))
-        result.update({f'bpd_{k}' if not k.startswith('bpd') else k: v for k, v in bpd.items()})
-      if e.enable_sampling:
-        result.update(sample_eval.sample_quality_protocol(
-            config, params, sampler=sampler, mesh=mesh, step=step, eval_dir=eval_dir, ckpt_n=n))
-      result['seconds'] = time.time() - tic
-      io_utils.write_json(path, result, config)
-      logging.info('ckpt %d (step %d) -> %s', n, step, path)
-      results.append(result)
+    chosen = checkpoints_in_range(config, ckpt)
   finally:
     ckpt.close()
+  eval_dir = os.path.join(workdir, 'eval')
+  fns, results = None, []
+  for n, step in chosen:
+    path = os.path.join(eval_dir, f'ckpt_{n}.json')
+    if os.path.exists(path):
+      logging.info('ckpt %d (step %d): %s exists, skipping', n, step, path)
+      continue
+    tic = time.time()
+    run = restore.restore_run(config, workdir, step=step, shape=test_ds.data_shape, mesh=mesh)
+    params = run.ema_params
+    if fns is None:   # built once, at the first checkpoint to do: nothing left, nothing compiled
+      fns = (make_test_loss_fn(config, run.sde, run.model, mesh),
+             make_bpd_fn(config, run.sde, run.model, mesh, quant),
+             sample_eval.make_indexed_sampler(config, run.sde, run.model, mesh, run.data_shape)
+             if e.enable_sampling else None)
+    loss_fn, bpd_fn, sampler = fns
+    result = {'ckpt': n, 'step': step}
+    if e.enable_loss:
+      result['test_loss'] = mean_test_loss(config, params, loss_fn, test_ds, mesh)
+      logging.info('ckpt %d (step %d): test loss %.5f', n, step, result['test_loss'])
+    if e.enable_bpd:
+      bpd = bpd_over_split(config, params, bpd_fn=bpd_fn, ds=bpd_ds, quant=quant, mesh=mesh,
+                           ckpt_step=step, label=f'ckpt {n} bpd', progress_path=os.path.join(
+                               eval_dir, f'ckpt_{n}_bpd_progress.jsonl'))
+      result.update({f'bpd_{k}' if not k.startswith('bpd') else k: v for k, v in bpd.items()})
+    if e.enable_sampling:
+      result.update(sample_eval.sample_quality_protocol(
+          config, params, sampler=sampler, mesh=mesh, step=step, eval_dir=eval_dir, ckpt_n=n))
+    result['seconds'] = time.time() - tic
+    io_utils.write_json(path, result, config)
+    logging.info('ckpt %d (step %d) -> %s', n, step, path)
+    results.append(result)
   return results

@@ -1,4 +1,4 @@
-"""`--mode sample`: load the newest checkpoint's EMA params and write samples.
+"""`--mode sample`: restore the newest checkpoint's EMA params and write samples.
 
 Writes workdir/samples/<name>.{png,npz,json}. The JSON records NFE, wall time
 and the sampler config.
@@ -12,30 +12,33 @@ import jax
 import ml_collections
 from absl import logging
 
-import checkpointing
 import datasets
 import io_utils
-import losses
 import parallel
-import sde_lib
-import train
-from models import create_model
+import restore
+import sampling
+from models import utils as mutils
 
 
-def load_ema_params(config, workdir: str, model, data_shape, mesh):
-  """EMA params of the newest readable checkpoint in workdir (CheckpointError if none).
+def make_snapshot_sampler(config, sde, model, mesh, data_shape):
+  """A jitted `sample(key, params) -> (x, nfe)` with the config's sampler, x batch-sharded.
 
-  ConfigError if workdir is an import whose required model options `config` lacks
-  (checkpointing.check_import_record); sample, likelihood, inpaint, colorize and
-  dmcmc all restore through here.
+  Used by `sample` and by training's snapshots (train.py), with any params.
   """
-  checkpointing.check_import_record(config, workdir)
-  ckpt = checkpointing.Checkpointer(workdir, create=False)
-  abstract = jax.eval_shape(
-      lambda: train.init_state(config, model, losses.get_optimizer(config), data_shape, mesh))
-  state = ckpt.restore(checkpointing.abstract_like(abstract, parallel.replicated(mesh)))
-  ckpt.close()
-  return state.ema_params, int(state.step)
+  shape = (config.sampling.batch_size,) + tuple(data_shape)
+  parallel.check_batch_size(shape[0], 'sampling.batch_size')
+  sampler, _ = sampling.get_sampler(config, sde, shape)
+
+  def sample(key, params):
+    return sampler(key, mutils.score_fn_from_config(config, sde, model, params))
+
+  compiled = jax.jit(sample, out_shardings=(parallel.data_sharding(mesh), parallel.replicated(mesh)))
+
+  def run(key, params):
+    x, nfe = compiled(key, params)
+    return x, int(nfe)   # static for PC samplers; what the adaptive solver used for 'ode'
+
+  return run
 
 
 def sample(config: ml_collections.ConfigDict, workdir: str, name: str | None = None) -> dict:
@@ -47,14 +50,12 @@ def sample(config: ml_collections.ConfigDict, workdir: str, name: str | None = N
   if config.sampling.get('classifier_workdir'):
     import guidance  # pylint: disable=g-import-not-at-top
     return guidance.conditional_sample(config, workdir, name)
-  sde, _ = sde_lib.get_sde(config)
-  model = create_model(config)
   ds = datasets.get_dataset(config, 'train')
-  mesh = parallel.make_mesh()
-  sampler = train.make_snapshot_sampler(config, sde, model, mesh, ds.data_shape)
-  params, step = load_ema_params(config, workdir, model, ds.data_shape, mesh)
+  run = restore.restore_run(config, workdir)
+  sampler = make_snapshot_sampler(config, run.sde, run.model, run.mesh, run.data_shape)
+  step = run.step
   tic = time.time()
-  x, nfe = sampler(jax.random.PRNGKey(config.seed), params)
+  x, nfe = sampler(jax.random.PRNGKey(config.seed), run.ema_params)
   x = parallel.to_host(x)
   seconds = time.time() - tic
   s = config.sampling

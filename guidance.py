@@ -39,6 +39,7 @@ import checkpointing
 import datasets
 import io_utils
 import parallel
+import restore
 import sampling
 import sde_lib
 from errors import CheckpointError, ConfigError
@@ -212,32 +213,27 @@ def conditional_sample(config, workdir: str, name: str | None = None) -> dict:
   classifier-gradient NFE ('classifier_nfe'), the labels, w and, for digits, the share of
   samples that the repo's digits classifier assigns to their label ('label_accuracy').
   """
-  import generate  # pylint: disable=g-import-not-at-top  (generate imports this module)
   labels = check_config(config)
   s = config.sampling
   w = float(s.guidance_scale)
-  sde, _ = sde_lib.get_sde(config)
-  ccfg = classifier_config(config)
-  model, cmodel = create_model(config), create_model(ccfg)
   ds = datasets.get_dataset(config, 'train')
   shape = (s.batch_size,) + tuple(ds.data_shape)
   parallel.check_batch_size(shape[0], 'sampling.batch_size')
-  sampler, _ = sampling.get_sampler(config, sde, shape)
-  mesh = parallel.make_mesh()
-  params, step = generate.load_ema_params(config, workdir, model, ds.data_shape, mesh)
-  cparams, cstep = generate.load_ema_params(ccfg, s.classifier_workdir, cmodel, ds.data_shape,
-                                            mesh)
-  labels_dev = parallel.from_host(labels, parallel.data_sharding(mesh))
+  score = restore.restore_run(config, workdir, shape=ds.data_shape)
+  clf = restore.restore_run(classifier_config(config), s.classifier_workdir,
+                            shape=ds.data_shape, mesh=score.mesh)
+  sampler, _ = sampling.get_sampler(config, score.sde, shape)
+  labels_dev = parallel.from_host(labels, score.batch_sharding)
 
   def run(key, params, cparams, labels):
-    score_fn = mutils.score_fn_from_config(config, sde, model, params)
-    guided = guided_score_fn(score_fn, logits_fn(sde, cmodel, cparams), labels, w)
+    guided = guided_score_fn(score.score_fn_of(params), logits_fn(score.sde, clf.model, cparams),
+                             labels, w)
     return sampler(key, guided)
 
-  rep = parallel.replicated(mesh)
-  compiled = jax.jit(run, out_shardings=(parallel.data_sharding(mesh), rep))
+  compiled = jax.jit(run, out_shardings=(score.batch_sharding, score.replicated))
+  step, cstep = score.step, clf.step
   tic = time.time()
-  x, nfe = compiled(jax.random.PRNGKey(config.seed), params, cparams, labels_dev)
+  x, nfe = compiled(jax.random.PRNGKey(config.seed), score.ema_params, clf.ema_params, labels_dev)
   x = parallel.to_host(jax.block_until_ready(x))
   seconds = time.time() - tic
   nfe = int(nfe)
@@ -248,24 +244,18 @@ def conditional_sample(config, workdir: str, name: str | None = None) -> dict:
           'nfe': nfe, 'classifier_nfe': classifier_nfe(nfe, w), 'seconds': seconds,
           'num_samples': len(x), 'labels': labels.tolist(), 'sampler': s.to_dict()}
   prefix = os.path.join(workdir, 'samples', name)
-  paths = {'npz': prefix + '.npz', 'png': prefix + '.png', 'json': prefix + '.json'}
-  inv = datasets.get_data_inverse_scaler(config)
+  arrays = {'samples': x, 'labels': labels}
   if ds.is_image:
-    images = np.asarray(inv(x))
+    images = np.asarray(datasets.get_data_inverse_scaler(config)(x))
     if config.data.dataset == 'digits':
       meta['label_accuracy'] = digits_label_accuracy(images, labels)
-  if io_utils.is_writer():
-    os.makedirs(os.path.dirname(prefix), exist_ok=True)
-    np.savez_compressed(paths['npz'], samples=x, labels=labels)
-    upscale = max(1, 64 // x.shape[1]) if ds.is_image else 1
-    if ds.is_image and str(s.labels).strip() == 'rows':   # one row per class
-      io_utils.save_image_grid(paths['png'], _row_grid(images, len(np.unique(labels)))[None],
-                               upscale=upscale)
-    elif ds.is_image:
-      io_utils.save_image_grid(paths['png'], images, upscale=upscale)
-    else:
-      io_utils.save_scatter(paths['png'], x, ds.batch(0, len(x)), title=f'labels {s.labels}')
-    io_utils.write_json(paths['json'], meta, config)
+    if str(s.labels).strip() == 'rows':   # one row per class
+      images = _row_grid(images, len(np.unique(labels)))[None]
+    paths = io_utils.write_result(prefix, arrays, images=images, upscale=max(1, 64 // x.shape[1]),
+                                  meta=meta, config=config)
+  else:
+    paths = io_utils.write_result(prefix, arrays, points=x, reference=ds.batch(0, len(x)),
+                                  title=f'labels {s.labels}', meta=meta, config=config)
   logging.info('Wrote %d class-conditional samples (w=%g, %d score + %d classifier NFE, '
                '%.1fs) to %s%s', len(x), w, nfe, meta['classifier_nfe'], seconds, paths['png'],
                f"; digits label accuracy {meta['label_accuracy']:.3f}"

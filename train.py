@@ -11,39 +11,26 @@ import signal
 import time
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
 
 import checkpointing
 import datasets
+import generate
 import io_utils
 import losses
 import parallel
-import sampling
+import restore
 import sde_lib
 from errors import ConfigError, TrainingError
 from models import create_model
-from models import utils as mutils
 
 
 def init_state(config, model, optimizer, data_shape, mesh) -> losses.TrainState:
   """Creates the TrainState directly in its replicated layout (big_vision style)."""
-
-  def init(key):
-    init_key, state_key = jax.random.split(key)   # state_key: see init_state_rng
-    x = jnp.zeros((1,) + tuple(data_shape), jnp.float32)
-    params = model.init(init_key, x, jnp.zeros((1,)), train=False)['params']
-    return losses.TrainState(step=jnp.zeros((), jnp.int32), params=params, ema_params=params,
-                             opt_state=optimizer.init(params), rng=state_key)
-
+  init = restore.init_fn(config, model, optimizer, data_shape)
   return jax.jit(init, out_shardings=parallel.replicated(mesh))(jax.random.PRNGKey(config.seed))
-
-
-def init_state_rng(config) -> jax.Array:
-  """The TrainState.rng that init_state gives a fresh run of `config`."""
-  return jax.random.split(jax.random.PRNGKey(config.seed))[1]
 
 
 def _check_frequencies(config) -> None:
@@ -55,24 +42,6 @@ def _check_frequencies(config) -> None:
     if getattr(t, field) % n:
       raise ConfigError(f'training.{field}={getattr(t, field)} must be a multiple of '
                         f'training.n_jitted_steps={n}; change either')
-
-
-def make_snapshot_sampler(config, sde, model, mesh, data_shape):
-  """A jitted `sample(key, params) -> (x, nfe)` with the minimal config sampler."""
-  shape = (config.sampling.batch_size,) + tuple(data_shape)
-  parallel.check_batch_size(shape[0], 'sampling.batch_size')
-  sampler, _ = sampling.get_sampler(config, sde, shape)
-
-  def sample(key, params):
-    return sampler(key, mutils.score_fn_from_config(config, sde, model, params))
-
-  compiled = jax.jit(sample, out_shardings=(parallel.data_sharding(mesh), parallel.replicated(mesh)))
-
-  def run(key, params):
-    x, nfe = compiled(key, params)
-    return x, int(nfe)   # static for PC samplers; what the adaptive solver used for 'ode'
-
-  return run
 
 
 class _Preemption:
@@ -119,17 +88,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> losse
                        donate_argnums=0)
   eval_loss = jax.jit(losses.get_eval_loss(config, sde, model),
                       in_shardings=(rep, rep, batch_sh), out_shardings=rep)
-  snapshot = (make_snapshot_sampler(config, sde, model, mesh, train_ds.data_shape)
+  snapshot = (generate.make_snapshot_sampler(config, sde, model, mesh, train_ds.data_shape)
               if t.snapshot_sampling and t.get('objective', 'score') == 'score' else None)
   eval_key = jax.random.PRNGKey(config.seed + 1)
 
   # ------------------------------------------------------------------ state
   ckpt = checkpointing.Checkpointer(workdir, max_to_keep=t.max_to_keep,
                                     keep_period=t.snapshot_freq)
-  state = init_state(config, model, optimizer, train_ds.data_shape, mesh)
-  if ckpt.latest_step() is not None:
-    state = ckpt.restore(checkpointing.abstract_like(state, parallel.replicated(mesh)))
+  if ckpt.latest_step() is not None:   # restored into the traced layout: nothing initialised
+    state = ckpt.restore(restore.abstract_state(config, model, train_ds.data_shape, mesh))
     logging.info('Resumed from %s at step %d', ckpt.directory, int(state.step))
+  else:
+    state = init_state(config, model, optimizer, train_ds.data_shape, mesh)
   start = int(state.step)
   n_params = sum(x.size for x in jax.tree.leaves(state.params))
   logging.info('%s: %.2fM parameters', config.model.name, n_params / 1e6)

@@ -25,13 +25,9 @@ from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 import evaluate  # noqa: E402
-import generate  # noqa: E402
 import io_utils  # noqa: E402
-import losses  # noqa: E402
 import parallel  # noqa: E402
-import sde_lib  # noqa: E402
-import train  # noqa: E402
-from models import create_model  # noqa: E402
+import restore  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
@@ -49,17 +45,14 @@ def main(_):
   batch = FLAGS.batch_size or config.eval.batch_size
   config.eval.batch_size = batch
   evaluate.check_eval_config(config)
-  sde, _ = sde_lib.get_sde(config)
-  model = create_model(config)
-  mesh = parallel.make_mesh()
   ds, quant = evaluate.bpd_data(config)
   if FLAGS.workdir:
-    params, step = generate.load_ema_params(config, FLAGS.workdir, model, ds.data_shape, mesh)
-    source = f'checkpoint step {step} of {FLAGS.workdir} (EMA)'
+    run = restore.restore_run(config, FLAGS.workdir, shape=ds.data_shape)
+    source = f'checkpoint step {run.step} of {FLAGS.workdir} (EMA)'
   else:
-    params = train.init_state(config, model, losses.get_optimizer(config), ds.data_shape,
-                              mesh).ema_params
+    run = restore.fresh_run(config, shape=ds.data_shape)
     source = 'random initialisation'
+  sde, model, mesh, params = run.sde, run.model, run.mesh, run.ema_params
   x, _ = next(ds.iterate(batch))
   x = parallel.global_batch(x, mesh)
   key = evaluate.batch_key(config.seed, 0, 0)

@@ -3,9 +3,10 @@
     python benchmarks/sampling.py --config configs/vp/digits_ddpmpp_continuous.py \
         --num_steps 100 --batch_size 64 --out benchmarks/results/sampling_digits.json
 
-Each sampler runs through `train.make_snapshot_sampler` (the jitted, batch-sharded
+Each sampler runs through `generate.make_snapshot_sampler` (the jitted, batch-sharded
 sampler of `--mode sample`) with the model's initial parameters (speed does not
-depend on their values; --workdir uses a checkpoint's EMA params instead). The first
+depend on their values; --workdir uses a checkpoint's EMA params instead, restored by
+`restore.restore_run` as every mode restores). The first
 call is timed as compile + run; then the median of --repeats runs. A sampler that
 makes no sense for the config's SDE (ancestral on sub-VP, NCSN v1 on VP) is
 reported as skipped with its one-line error.
@@ -24,12 +25,8 @@ from ml_collections import config_flags  # noqa: E402
 
 import generate  # noqa: E402
 import io_utils  # noqa: E402
-import losses  # noqa: E402
-import parallel  # noqa: E402
-import sde_lib  # noqa: E402
-import train  # noqa: E402
+import restore  # noqa: E402
 from errors import ConfigError  # noqa: E402
-from models import create_model  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
@@ -55,14 +52,9 @@ SAMPLERS = {
 }
 
 
-def data_shape(config):
-  if config.model.name == 'mlp':
-    return (config.data.dim,)
-  return (config.data.image_size, config.data.image_size, config.data.num_channels)
-
-
-def time_sampler(config, sde, model, mesh, shape, params):
-  sample = train.make_snapshot_sampler(config, sde, model, mesh, shape)
+def time_sampler(config, run: restore.Run):
+  sample = generate.make_snapshot_sampler(config, run.sde, run.model, run.mesh, run.data_shape)
+  params = run.ema_params
   key = jax.random.PRNGKey(0)
   tic = time.time()
   x, nfe = sample(key, params)
@@ -90,14 +82,8 @@ def main(argv):
     config.sampling.batch_size = FLAGS.batch_size
   if FLAGS.num_steps:
     config.sampling.num_steps = FLAGS.num_steps
-  sde, _ = sde_lib.get_sde(config)
-  model = create_model(config)
-  mesh = parallel.make_mesh()
-  shape = data_shape(config)
-  if FLAGS.workdir:
-    params, _ = generate.load_ema_params(config, FLAGS.workdir, model, shape, mesh)
-  else:
-    params = train.init_state(config, model, losses.get_optimizer(config), shape, mesh).ema_params
+  run = (restore.restore_run(config, FLAGS.workdir) if FLAGS.workdir
+         else restore.fresh_run(config))
   names = FLAGS.samplers.split(',') if FLAGS.samplers else list(SAMPLERS)
   results = {}
   for name in names:
@@ -105,13 +91,13 @@ def main(argv):
     for field, value in SAMPLERS[name].items():
       setattr(cfg.sampling, field, value)
     try:
-      results[name] = time_sampler(cfg, sde, model, mesh, shape, params)
+      results[name] = time_sampler(cfg, run)
     except ConfigError as e:
       results[name] = {'skipped': str(e)}
     logging.info('%s: %s', name, results[name])
-  n_params = sum(p.size for p in jax.tree.leaves(params))
-  out = {'config': config.get('name') or None, 'sde': type(sde).__name__,
-         'model': config.model.name, 'params': int(n_params), 'data_shape': list(shape),
+  n_params = sum(p.size for p in jax.tree.leaves(run.ema_params))
+  out = {'config': config.get('name') or None, 'sde': type(run.sde).__name__,
+         'model': config.model.name, 'params': int(n_params), 'data_shape': list(run.data_shape),
          'batch_size': config.sampling.batch_size,
          'num_steps': config.sampling.num_steps or config.model.num_scales,
          'ode': {'method': config.sampling.ode_method, 'rtol': config.sampling.rtol,

@@ -2,7 +2,7 @@
 
 Each row is built with the same pieces as the mode that runs it: the jitted,
 donated train step of `train.py`; one score evaluation; the jitted PC sampler of
-`--mode sample` (`train.make_snapshot_sampler`); the jitted PF-ODE bits/dim of
+`--mode sample` (`generate.make_snapshot_sampler`); the jitted PF-ODE bits/dim of
 `--mode likelihood` (`evaluate.make_bpd_fn`). The device is JAX's default
 backend (the driver sets JAX_PLATFORMS for `--device`). Speaks `vs_protocol`.
 """
@@ -48,6 +48,7 @@ class Ours:
     import numpy as np
     import evaluate
     import datasets
+    import generate
     import losses
     import parallel
     import sde_lib
@@ -97,7 +98,7 @@ class Ours:
       def run():
         return float(fwd(params, x))
     elif kind == 'pc':
-      sample = train.make_snapshot_sampler(config, sde, model, mesh, shape)
+      sample = generate.make_snapshot_sampler(config, sde, model, mesh, shape)
       params, counter = state.ema_params, [0]
 
       def run():

@@ -140,7 +140,7 @@ def import_checkpoint(config, src: str, workdir: str) -> dict:
   import checkpointing
   import losses
   import parallel
-  import train
+  import restore
   from models import create_model
 
   final = checkpointing.checkpoint_dir(workdir)
@@ -154,7 +154,7 @@ def import_checkpoint(config, src: str, workdir: str) -> dict:
   data_shape = (config.data.image_size, config.data.image_size, config.data.num_channels)
   params, ema_params, step = read_reference(config, src, model, data_shape)
 
-  # The TrainState train.init_state builds, without compiling the network's init: the
+  # The TrainState restore.init_fn builds, without compiling the network's init: the
   # optimizer state is fresh (optax init of these params), the rng the one of config.seed.
   mesh = parallel.make_mesh()
   rep = parallel.replicated(mesh)
@@ -163,7 +163,7 @@ def import_checkpoint(config, src: str, workdir: str) -> dict:
   state = losses.TrainState(
       step=jax.device_put(np.asarray(step, np.int32), rep), params=params,
       ema_params=ema_params, opt_state=put(losses.get_optimizer(config).init(params)),
-      rng=put(train.init_state_rng(config)))
+      rng=put(restore.init_state_rng(config)))
 
   created = not os.path.exists(workdir)
   os.makedirs(os.path.abspath(workdir), exist_ok=True)

@@ -24,13 +24,12 @@ import numpy as np
 from absl import logging
 
 import datasets
-import generate
 import io_utils
 import parallel
+import restore
 import sde_lib
 from dmcmc import classifier, dlg, integrators
 from errors import ConfigError, lookup
-from models import create_model
 from models import utils as mutils
 
 
@@ -83,19 +82,68 @@ def dmcmc_mode(config, workdir: str) -> dict:
   d = config.dmcmc
   sigmas = classifier.ladder_from_config(config)
   classifier.check_ladder(sde, sigmas)
-  ccfg = classifier_config(config)
-  model, cmodel = create_model(config), create_model(ccfg)
   ds = datasets.get_dataset(config, 'train')
   mesh = parallel.make_mesh()
-  params, step = generate.load_ema_params(config, d.score_workdir, model, ds.data_shape, mesh)
-  cparams, cstep = generate.load_ema_params(ccfg, d.classifier_workdir, cmodel, ds.data_shape,
-                                            mesh)
+  score = restore.restore_run(config, d.score_workdir, shape=ds.data_shape, mesh=mesh)
+  clf = restore.restore_run(classifier_config(config), d.classifier_workdir,
+                            shape=ds.data_shape, mesh=mesh)
+  params, step, cparams, cstep = score.ema_params, score.step, clf.ema_params, clf.step
   logging.info('score model step %d from %s; classifier step %d from %s', step,
                d.score_workdir, cstep, d.classifier_workdir)
+  init, block = chain_programs(config, sde, score.model, clf.model, sigmas, ds.data_shape, mesh)
 
-  # ------------------------------------------------------------------ compiled pieces
-  shape = (d.n_chains,) + tuple(ds.data_shape)
-  n_track = min(d.n_track, d.n_chains) if len(ds.data_shape) == 1 else 0
+  # ------------------------------------------------------------------ run
+  key = jax.random.PRNGKey(config.seed)
+  tic = time.time()
+  chains, init_cost = init(jax.random.fold_in(key, 0), params, cparams)
+  init_cost = jax.tree.map(int, init_cost)
+  jax.block_until_ready(chains)
+  init_seconds = time.time() - tic
+  logging.info('initialised %d chains in %.1fs (%s)', d.n_chains, init_seconds, init_cost)
+  num_blocks = d.num_outputs // d.n_chains
+  outs, levels, trajs, nfes = [], [], [], []
+  tic = time.time()
+  for b in range(num_blocks):
+    chains, x0, k, traj, nfe = block(jax.random.fold_in(key, b + 1), chains, params, cparams)
+    outs.append(parallel.to_host(x0))
+    levels.append(parallel.to_host(k))
+    trajs.append(jax.device_get(traj))
+    nfes.append(int(nfe))
+    if (b + 1) % max(1, num_blocks // 10) == 0 or b + 1 == num_blocks:
+      logging.info('block %d/%d  mean sigma_n %.4f  %.1fs', b + 1, num_blocks,
+                   float(np.mean(np.asarray(sigmas)[levels[-1]])), time.time() - tic)
+  sample_seconds = time.time() - tic
+
+  # ------------------------------------------------------------------ write
+  x = np.concatenate(outs)
+  k = np.concatenate(levels)
+  sigma_n = np.asarray(sigmas)[k]
+  result = _write(config, workdir, x, k, sigma_n, trajs, nfes, init_cost, init_seconds,
+                  sample_seconds, ds, step, cstep, np.asarray(sigmas))
+  logging.info('wrote %d DMCMC samples (%.1f NFE each) to %s', len(x),
+               result['nfe_per_output']['total'], result['paths']['png'])
+  return result
+
+
+def chain_programs(config, sde: sde_lib.SDE, model, cmodel, sigmas: jax.Array,
+                   data_shape: tuple[int, ...], mesh):
+  """The jitted chain programs, data-parallel: chains sharded P('data'), networks P().
+
+  Args:
+    model, cmodel: the score network and the noise-level classifier network.
+    sigmas: the ladder [L].
+    data_shape: per-example shape; the chains are [dmcmc.n_chains, *data_shape].
+    mesh: the one mesh (parallel.make_mesh); n_chains must divide over its devices.
+
+  Returns:
+    init(key, params, cparams) -> (chains, cost per chain) and
+    block(key, chains, params, cparams) -> (chains, x0 [C, ...], level k [C],
+    trajectory of the first n_track chains, integrator NFE). Every per-chain array
+    (chains, x0, k) is split over 'data'; costs and trajectories are replicated.
+  """
+  d = config.dmcmc
+  shape = (d.n_chains,) + tuple(data_shape)
+  n_track = min(d.n_track, d.n_chains) if len(data_shape) == 1 else 0
 
   def parts(params, cparams):
     score_fn = mutils.score_fn_from_config(config, sde, model, params)
@@ -123,38 +171,10 @@ def dmcmc_mode(config, workdir: str) -> dict:
     x0, nfe = finish(f_key, best.x, sigmas[best.k])
     return chains, x0, best.k, traj, nfe
 
-  # ------------------------------------------------------------------ run
-  key = jax.random.PRNGKey(config.seed)
-  tic = time.time()
-  chains, init_cost = jax.jit(init)(jax.random.fold_in(key, 0), params, cparams)
-  init_cost = jax.tree.map(int, init_cost)
-  jax.block_until_ready(chains)
-  init_seconds = time.time() - tic
-  logging.info('initialised %d chains in %.1fs (%s)', d.n_chains, init_seconds, init_cost)
-  block = jax.jit(block)
-  num_blocks = d.num_outputs // d.n_chains
-  outs, levels, trajs, nfes = [], [], [], []
-  tic = time.time()
-  for b in range(num_blocks):
-    chains, x0, k, traj, nfe = block(jax.random.fold_in(key, b + 1), chains, params, cparams)
-    outs.append(parallel.to_host(x0))
-    levels.append(parallel.to_host(k))
-    trajs.append(jax.device_get(traj))
-    nfes.append(int(nfe))
-    if (b + 1) % max(1, num_blocks // 10) == 0 or b + 1 == num_blocks:
-      logging.info('block %d/%d  mean sigma_n %.4f  %.1fs', b + 1, num_blocks,
-                   float(np.mean(np.asarray(sigmas)[levels[-1]])), time.time() - tic)
-  sample_seconds = time.time() - tic
-
-  # ------------------------------------------------------------------ write
-  x = np.concatenate(outs)
-  k = np.concatenate(levels)
-  sigma_n = np.asarray(sigmas)[k]
-  result = _write(config, workdir, x, k, sigma_n, trajs, nfes, init_cost, init_seconds,
-                  sample_seconds, ds, step, cstep, np.asarray(sigmas))
-  logging.info('wrote %d DMCMC samples (%.1f NFE each) to %s', len(x),
-               result['nfe_per_output']['total'], result['paths']['png'])
-  return result
+  rep, batch = parallel.replicated(mesh), parallel.data_sharding(mesh)
+  return (jax.jit(init, in_shardings=(rep, rep, rep), out_shardings=(batch, rep)),
+          jax.jit(block, in_shardings=(rep, batch, rep, rep),
+                  out_shardings=(batch, batch, batch, rep, rep)))
 
 
 def _write(config, workdir, x, k, sigma_n, trajs, nfes, init_cost, init_seconds,

@@ -19,11 +19,11 @@ import pytest
 import checkpointing
 import datasets
 import evaluate
-import generate
 import io_utils
 import likelihood
 import losses
 import parallel
+import restore
 import sde_lib
 import train
 from errors import CheckpointError, ConfigError
@@ -99,9 +99,7 @@ def test_likelihood_mode_equals_direct_computation_and_resumes(trained, tmp_path
   # The same bits/dim computed directly: the documented batches and keys, log_likelihood,
   # and -log p / (D ln 2) (toys are continuous: no dequantization, no offset).
   sde, _ = sde_lib.get_sde(config)
-  model, mesh = create_model(config), parallel.make_mesh()
-  params, step = generate.load_ema_params(config, workdir, model, (2,), mesh)
-  score_fn = mutils.score_fn_from_config(config, sde, model, params)
+  score_fn = restore.restore_run(config, workdir).score_fn
   e = config.eval
   direct_fn = jax.jit(lambda key, x: likelihood.log_likelihood(
       jax.random.split(key)[1], score_fn, sde, x, eps=e.eps, rtol=e.rtol, atol=e.atol,
@@ -182,7 +180,12 @@ def test_likelihood_mode_dequantized_digits_exact_bpd(tmp_path, monkeypatch):
     return lambda x, t: score(x.reshape(x.shape[0], -1), t).reshape(x.shape)
 
   monkeypatch.setattr(mutils, 'score_fn_from_config', score_fn_from_config)
-  monkeypatch.setattr(generate, 'load_ema_params', lambda *args: ({}, 7))  # no network needed
+  def no_network(config, workdir, shape=None, mesh=None, step=None):   # no checkpoint needed
+    return restore.Run(config=config, sde=sde_lib.get_sde(config)[0], eps=config.sampling.eps,
+                       model=None, mesh=parallel.make_mesh(), data_shape=shape, ema_params={},
+                       step=7)
+
+  monkeypatch.setattr(restore, 'restore_run', no_network)
   result = evaluate.likelihood_mode(config, str(tmp_path))
   assert result['levels'] == 17 and result['scale'] == 2. and result['checkpoint_step'] == 7
   with open(tmp_path / 'eval' / 'likelihood_progress.jsonl') as f:

@@ -5,7 +5,7 @@ score_sde_pytorch's and score_sde's own save code with random weights, EMA and
 training weights differing in every trainable tensor, together with the
 references' own score outputs on fixed (x, t). Each is imported through the
 tool's code path (`checkpoint_import.import_checkpoint`, an Orbax checkpoint),
-restored as every mode restores a run (`generate.load_ema_params`' path), and
+restored as every mode restores a run (`restore.restore_run`), and
 its score must equal the reference's to 1e-5 relative: float32 rounding through
 these ~20-layer networks is ~1e-6 (measured 3e-7 .. 3e-6).
 
@@ -30,9 +30,8 @@ import pytest
 import checkpoint_import
 import checkpointing
 import evaluate
-import generate
-import losses
 import parallel
+import restore
 import sde_lib
 import train
 from errors import CheckpointError, ConfigError
@@ -61,15 +60,14 @@ def fixture_config(src: str, **extra):
 
 
 def restore_state(config, workdir):
-  """The TrainState restored as the modes restore it (generate.load_ema_params' code)."""
+  """The TrainState restored into the abstract state the modes restore into
+  (restore.abstract_state, under restore.restore_run's import check)."""
   checkpointing.check_import_record(config, workdir)
   model = create_model(config)
   mesh = parallel.make_mesh()
   shape = (config.data.image_size, config.data.image_size, config.data.num_channels)
-  abstract = jax.eval_shape(
-      lambda: train.init_state(config, model, losses.get_optimizer(config), shape, mesh))
   ckpt = checkpointing.Checkpointer(workdir, create=False)
-  state = ckpt.restore(checkpointing.abstract_like(abstract, parallel.replicated(mesh)))
+  state = ckpt.restore(restore.abstract_state(config, model, shape, mesh))
   ckpt.close()
   return model, state
 
@@ -153,7 +151,7 @@ def _tree_snapshot(root):
                 for d, dirs, files in os.walk(root) for n in dirs + files)
 
 
-@pytest.mark.parametrize('entry', ['load_ema_params', 'eval_mode', 'train'])
+@pytest.mark.parametrize('entry', ['restore_run', 'eval_mode', 'train'])
 def test_imported_refinenet_refuses_a_config_without_its_options(entry, tmp_path):
   """An imported NCSNv2 restores into either norm/resize option (same shapes) but scores
   as its reference only with the two the import recorded: every restoring mode refuses
@@ -162,8 +160,7 @@ def test_imported_refinenet_refuses_a_config_without_its_options(entry, tmp_path
   workdir = str(tmp_path / 'run')
   checkpoint_import.import_checkpoint(fixture_config(src), os.path.join(FIXTURES, src), workdir)
   before = _tree_snapshot(workdir)
-  call = {'load_ema_params': lambda c: generate.load_ema_params(
-              c, workdir, create_model(c), (16, 16, 3), parallel.make_mesh()),
+  call = {'restore_run': lambda c: restore.restore_run(c, workdir),
           'eval_mode': lambda c: evaluate.eval_mode(c, workdir),
           'train': lambda c: train.train_and_evaluate(c, workdir)}[entry]
   for given, named in (({}, 'model.instance_norm_unbiased'),
@@ -177,10 +174,10 @@ def test_imported_refinenet_refuses_a_config_without_its_options(entry, tmp_path
     assert '--config.model.refine_align_corners=True' in message, message
     assert (given != {}) == ('--config.model.instance_norm_unbiased' not in message), message
     assert _tree_snapshot(workdir) == before
-  if entry == 'load_ema_params':
-    _, step = call(fixture_config(src, model__instance_norm_unbiased=True,
-                                  model__refine_align_corners=True))
-    assert step == 1
+  if entry == 'restore_run':
+    run = call(fixture_config(src, model__instance_norm_unbiased=True,
+                              model__refine_align_corners=True))
+    assert run.step == 1 and run.data_shape == (16, 16, 3)
 
 
 def test_ddpm_needs_the_references_32_groups():

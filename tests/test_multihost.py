@@ -178,7 +178,7 @@ def restore(config, workdir, data_shape):
   mesh = parallel.make_mesh()
   abstract = jax.eval_shape(lambda: train.init_state(
       config, create_model(config), losses.get_optimizer(config), data_shape, mesh))
-  # With target shardings, as train.py and generate.py restore: Orbax then reshards the
+  # With target shardings, as train.py and restore.py restore: Orbax then reshards the
   # 2-process checkpoint onto this process's single device.
   abstract = checkpointing.abstract_like(abstract, parallel.replicated(mesh))
   ckpt = checkpointing.Checkpointer(str(workdir), create=False)
