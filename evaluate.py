@@ -41,7 +41,8 @@ import datasets
 import generate
 import io_utils
 import likelihood
-import losses
+import objectives
+import optim
 import parallel
 import sample_eval
 import sampling
@@ -298,10 +299,10 @@ def likelihood_mode(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def make_test_loss_fn(config, sde: sde_lib.SDE, model, mesh) -> Callable:
   """A jitted `loss(params, key, x, mask) -> (sum, count)` of per-example eval losses.
 
-  `losses.get_eval_loss` averages over its batch; applied to batches of one
+  `objectives.eval_loss_fn` averages over its batch; applied to batches of one
   (vmapped), it gives each example's loss, so padding is masked out exactly.
   """
-  eval_loss = losses.get_eval_loss(config, sde, model)
+  eval_loss = objectives.eval_loss_fn(config, sde, model)
 
   def loss(params, key, x, mask):
     keys = jax.random.split(key, x.shape[0])
@@ -363,7 +364,7 @@ def eval_mode(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   ckpt = checkpointing.Checkpointer(workdir, create=False)
   chosen = checkpoints_in_range(config, ckpt)
   abstract = checkpointing.abstract_like(
-      jax.eval_shape(lambda: train.init_state(config, model, losses.get_optimizer(config),
+      jax.eval_shape(lambda: train.init_state(config, model, optim.get_optimizer(config),
                                               test_ds.data_shape, mesh)),
       parallel.replicated(mesh))
   # Built once; each compiles on first use, so a run with nothing left to do compiles nothing.

@@ -15,7 +15,7 @@ from absl import logging
 import checkpointing
 import datasets
 import io_utils
-import losses
+import optim
 import parallel
 import sde_lib
 import train
@@ -32,7 +32,7 @@ def load_ema_params(config, workdir: str, model, data_shape, mesh):
   checkpointing.check_import_record(config, workdir)
   ckpt = checkpointing.Checkpointer(workdir, create=False)
   abstract = jax.eval_shape(
-      lambda: train.init_state(config, model, losses.get_optimizer(config), data_shape, mesh))
+      lambda: train.init_state(config, model, optim.get_optimizer(config), data_shape, mesh))
   state = ckpt.restore(checkpointing.abstract_like(abstract, parallel.replicated(mesh)))
   ckpt.close()
   return state.ema_params, int(state.step)

@@ -123,8 +123,8 @@ SCHEMA: dict[str, Number | Choice] = {
     'training.snapshot_freq_for_preemption': FREQ,
     'training.eps': EPS_T,
     'training.max_to_keep': COUNT,
-    'training.objective': Choice(('score', 'noise_classifier', 'time_classifier')),
-    'training.precision': Choice(('float32', 'bfloat16')),
+    'training.objective': Choice(_registry('objectives', 'OBJECTIVES')),
+    'training.precision': Choice(_registry('precision', 'PRECISIONS')),
     # sampling.*
     'sampling.method': Choice(_registry('sampling', 'SAMPLERS')),
     'sampling.predictor': Choice(_registry('sampling', 'PREDICTORS')),

@@ -27,7 +27,7 @@ from ml_collections import config_flags  # noqa: E402
 import evaluate  # noqa: E402
 import generate  # noqa: E402
 import io_utils  # noqa: E402
-import losses  # noqa: E402
+import optim  # noqa: E402
 import parallel  # noqa: E402
 import sde_lib  # noqa: E402
 import train  # noqa: E402
@@ -57,7 +57,7 @@ def main(_):
     params, step = generate.load_ema_params(config, FLAGS.workdir, model, ds.data_shape, mesh)
     source = f'checkpoint step {step} of {FLAGS.workdir} (EMA)'
   else:
-    params = train.init_state(config, model, losses.get_optimizer(config), ds.data_shape,
+    params = train.init_state(config, model, optim.get_optimizer(config), ds.data_shape,
                               mesh).ema_params
     source = 'random initialisation'
   x, _ = next(ds.iterate(batch))

@@ -24,7 +24,7 @@ from ml_collections import config_flags  # noqa: E402
 
 import generate  # noqa: E402
 import io_utils  # noqa: E402
-import losses  # noqa: E402
+import optim  # noqa: E402
 import parallel  # noqa: E402
 import sde_lib  # noqa: E402
 import train  # noqa: E402
@@ -97,7 +97,7 @@ def main(argv):
   if FLAGS.workdir:
     params, _ = generate.load_ema_params(config, FLAGS.workdir, model, shape, mesh)
   else:
-    params = train.init_state(config, model, losses.get_optimizer(config), shape, mesh).ema_params
+    params = train.init_state(config, model, optim.get_optimizer(config), shape, mesh).ema_params
   names = FLAGS.samplers.split(',') if FLAGS.samplers else list(SAMPLERS)
   results = {}
   for name in names:

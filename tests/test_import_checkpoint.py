@@ -31,7 +31,7 @@ import checkpoint_import
 import checkpointing
 import evaluate
 import generate
-import losses
+import optim
 import parallel
 import sde_lib
 import train
@@ -67,7 +67,7 @@ def restore_state(config, workdir):
   mesh = parallel.make_mesh()
   shape = (config.data.image_size, config.data.image_size, config.data.num_channels)
   abstract = jax.eval_shape(
-      lambda: train.init_state(config, model, losses.get_optimizer(config), shape, mesh))
+      lambda: train.init_state(config, model, optim.get_optimizer(config), shape, mesh))
   ckpt = checkpointing.Checkpointer(workdir, create=False)
   state = ckpt.restore(checkpointing.abstract_like(abstract, parallel.replicated(mesh)))
   ckpt.close()
