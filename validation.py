@@ -192,7 +192,7 @@ SCHEMA: dict[str, Number | Choice] = {
     'classifier.model': Choice(('time_cnn', 'time_mlp')),
     'classifier.nf': COUNT,
     # optim.* (warmup <= 0 means none, grad_clip < 0 means no clipping: any number)
-    'optim.optimizer': Choice(_registry('losses', 'OPTIMIZERS'), lower=True),
+    'optim.optimizer': Choice(_registry('optim', 'OPTIMIZERS'), lower=True),
     'optim.lr': POSITIVE,
     'optim.beta1': Float(0., 1., open='hi'),
     'optim.eps': POSITIVE,
