@@ -40,7 +40,7 @@ import checkpointing
 import datasets
 import io_utils
 import likelihood
-import losses
+import objectives
 import parallel
 import restore
 import sample_eval
@@ -293,10 +293,10 @@ def likelihood_mode(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def make_test_loss_fn(config, sde: sde_lib.SDE, model, mesh) -> Callable:
   """A jitted `loss(params, key, x, mask) -> (sum, count)` of per-example eval losses.
 
-  `losses.get_eval_loss` averages over its batch; applied to batches of one
+  `objectives.eval_loss_fn` averages over its batch; applied to batches of one
   (vmapped), it gives each example's loss, so padding is masked out exactly.
   """
-  eval_loss = losses.get_eval_loss(config, sde, model)
+  eval_loss = objectives.eval_loss_fn(config, sde, model)
 
   def loss(params, key, x, mask):
     keys = jax.random.split(key, x.shape[0])

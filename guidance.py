@@ -42,6 +42,7 @@ import parallel
 import restore
 import sampling
 import sde_lib
+import train_state
 from errors import CheckpointError, ConfigError
 from models import create_model
 from models import utils as mutils
@@ -89,9 +90,21 @@ def time_classifier_loss(logits_fn: LogitsFn, sde: sde_lib.SDE, key: Array, x0: 
 
 
 def get_classifier_loss(config, sde: sde_lib.SDE):
-  """loss(logits_fn, key, (x0, y)) -> scalar: what losses.get_loss returns for this objective."""
+  """loss(logits_fn, key, (x0, y)) -> scalar, with training.eps."""
   eps = config.training.eps
   return lambda fn, key, batch: time_classifier_loss(fn, sde, key, batch[0], batch[1], eps)
+
+
+def loss_fn_from_config(config, sde: sde_lib.SDE, model, *,
+                        train: bool = True) -> train_state.LossFn:
+  """training.objective='time_classifier' for the shared train step (`objectives.py`).
+
+  Returns:
+    loss_fn(params, key, (x0 [B, ...], y [B])) -> scalar.
+  """
+  return train_state.network_loss(
+      get_classifier_loss(config, sde),
+      lambda params, **kw: logits_fn(sde, model, params, **kw), train=train)
 
 
 def classifier_config(config):

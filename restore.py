@@ -24,10 +24,10 @@ from jax.sharding import Mesh, NamedSharding
 
 import checkpointing
 import datasets
-import losses
+import optim
 import parallel
 import sde_lib
-from losses import TrainState   # the one line to change if TrainState moves
+from train_state import TrainState
 from models import create_model
 from models import utils as mutils
 
@@ -64,7 +64,7 @@ def init_fn(config: ml_collections.ConfigDict, model, optimizer,
 def abstract_state(config: ml_collections.ConfigDict, model, shape: tuple[int, ...],
                    mesh: Mesh) -> TrainState:
   """The TrainState's ShapeDtypeStructs, replicated on `mesh`: traced, never computed."""
-  init = init_fn(config, model, losses.get_optimizer(config), shape)
+  init = init_fn(config, model, optim.get_optimizer(config), shape)
   tree = jax.eval_shape(init, jax.ShapeDtypeStruct((2,), jnp.uint32))
   return checkpointing.abstract_like(tree, parallel.replicated(mesh))
 
@@ -150,7 +150,7 @@ def fresh_run(config: ml_collections.ConfigDict, *, shape: tuple[int, ...] | Non
   model = create_model(config)
   mesh = mesh if mesh is not None else parallel.make_mesh()
   shape = tuple(shape) if shape is not None else data_shape(config)
-  init = init_fn(config, model, losses.get_optimizer(config), shape)
+  init = init_fn(config, model, optim.get_optimizer(config), shape)
   state = jax.jit(init, out_shardings=parallel.replicated(mesh))(jax.random.PRNGKey(config.seed))
   return Run(config=config, sde=sde, eps=eps, model=model, mesh=mesh, data_shape=shape,
              ema_params=state.ema_params, step=0)

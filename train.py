@@ -19,15 +19,17 @@ import checkpointing
 import datasets
 import generate
 import io_utils
-import losses
+import objectives
+import optim
 import parallel
 import restore
 import sde_lib
+import train_state
 from errors import ConfigError, TrainingError
 from models import create_model
 
 
-def init_state(config, model, optimizer, data_shape, mesh) -> losses.TrainState:
+def init_state(config, model, optimizer, data_shape, mesh) -> train_state.TrainState:
   """Creates the TrainState directly in its replicated layout (big_vision style)."""
   init = restore.init_fn(config, model, optimizer, data_shape)
   return jax.jit(init, out_shardings=parallel.replicated(mesh))(jax.random.PRNGKey(config.seed))
@@ -63,7 +65,7 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._old)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> losses.TrainState:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_state.TrainState:
   """Trains `config` in `workdir`, resuming from its newest checkpoint if any."""
   # ------------------------------------------------------------------ setup
   _check_frequencies(config)
@@ -72,7 +74,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> losse
   parallel.check_batch_size(t.batch_size, 'training.batch_size')
   sde, _ = sde_lib.get_sde(config)
   model = create_model(config)
-  optimizer = losses.get_optimizer(config)
+  optimizer = optim.get_optimizer(config)
   train_ds = datasets.get_dataset(config, 'train')
   eval_ds = datasets.get_dataset(config, 'test')
   inverse_scaler = datasets.get_data_inverse_scaler(config)
@@ -83,10 +85,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> losse
   # ------------------------------------------------------------------ compiled steps
   rep, batch_sh = parallel.replicated(mesh), parallel.data_sharding(mesh)
   stacked_sh = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, 'data'))
-  train_step = jax.jit(losses.get_multi_step(losses.get_train_step(config, sde, model, optimizer)),
+  # training.objective picks the loss (objectives.OBJECTIVES); every objective shares the step.
+  train_step = jax.jit(train_state.get_multi_step(objectives.get_train_step(config, sde, model,
+                                                                          optimizer)),
                        in_shardings=(rep, stacked_sh), out_shardings=(rep, rep),
                        donate_argnums=0)
-  eval_loss = jax.jit(losses.get_eval_loss(config, sde, model),
+  eval_loss = jax.jit(objectives.eval_loss_fn(config, sde, model),
                       in_shardings=(rep, rep, batch_sh), out_shardings=rep)
   snapshot = (generate.make_snapshot_sampler(config, sde, model, mesh, train_ds.data_shape)
               if t.snapshot_sampling and t.get('objective', 'score') == 'score' else None)

@@ -123,8 +123,8 @@ SCHEMA: dict[str, Number | Choice] = {
     'training.snapshot_freq_for_preemption': FREQ,
     'training.eps': EPS_T,
     'training.max_to_keep': COUNT,
-    'training.objective': Choice(('score', 'noise_classifier', 'time_classifier')),
-    'training.precision': Choice(('float32', 'bfloat16')),
+    'training.objective': Choice(_registry('objectives', 'OBJECTIVES')),
+    'training.precision': Choice(_registry('precision', 'PRECISIONS')),
     # sampling.*
     'sampling.method': Choice(_registry('sampling', 'SAMPLERS')),
     'sampling.predictor': Choice(_registry('sampling', 'PREDICTORS')),
@@ -192,7 +192,7 @@ SCHEMA: dict[str, Number | Choice] = {
     'classifier.model': Choice(('time_cnn', 'time_mlp')),
     'classifier.nf': COUNT,
     # optim.* (warmup <= 0 means none, grad_clip < 0 means no clipping: any number)
-    'optim.optimizer': Choice(_registry('losses', 'OPTIMIZERS'), lower=True),
+    'optim.optimizer': Choice(_registry('optim', 'OPTIMIZERS'), lower=True),
     'optim.lr': POSITIVE,
     'optim.beta1': Float(0., 1., open='hi'),
     'optim.eps': POSITIVE,

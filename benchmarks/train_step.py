@@ -31,7 +31,8 @@ from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 import io_utils  # noqa: E402
-import losses  # noqa: E402
+import objectives  # noqa: E402
+import optim  # noqa: E402
 import parallel  # noqa: E402
 import sde_lib  # noqa: E402
 import train  # noqa: E402
@@ -100,14 +101,14 @@ def main(_):
   batch = FLAGS.batch_size or config.training.batch_size
   sde, _ = sde_lib.get_sde(config)
   model = create_model(config)
-  optimizer = losses.get_optimizer(config)
+  optimizer = optim.get_optimizer(config)
   mesh = parallel.make_mesh()
   shape = data_shape(config)
   state = train.init_state(config, model, optimizer, shape, mesh)
   n_params = sum(x.size for x in jax.tree.leaves(state.params))
   rep = parallel.replicated(mesh)
   if FLAGS.what == 'train':
-    step = jax.jit(losses.get_train_step(config, sde, model, optimizer),
+    step = jax.jit(objectives.get_train_step(config, sde, model, optimizer),
                    in_shardings=(rep, parallel.data_sharding(mesh)), out_shardings=(rep, rep),
                    donate_argnums=0)
   else:

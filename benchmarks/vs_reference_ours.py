@@ -49,7 +49,8 @@ class Ours:
     import evaluate
     import datasets
     import generate
-    import losses
+    import objectives
+    import optim
     import parallel
     import sde_lib
     import train
@@ -71,12 +72,12 @@ class Ours:
       config.sampling.eps = 1e-5 if config.training.sde.lower() == 'vesde' else 1e-3
     sde, _ = sde_lib.get_sde(config)
     model = create_model(config)
-    optimizer = losses.get_optimizer(config)
+    optimizer = optim.get_optimizer(config)
     state = train.init_state(config, model, optimizer, shape, mesh)
     n_params = sum(x.size for x in jax.tree.leaves(state.params))
 
     if kind == 'train':
-      step = jax.jit(losses.get_train_step(config, sde, model, optimizer),
+      step = jax.jit(objectives.get_train_step(config, sde, model, optimizer),
                      in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0)
       x = parallel.global_batch(scaler(rng.uniform(0, 1, (b,) + shape).astype(np.float32)), mesh)
       step = self.compiled[row['id']] = step.lower(state, x).compile()

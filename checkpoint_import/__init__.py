@@ -138,9 +138,10 @@ def import_checkpoint(config, src: str, workdir: str) -> dict:
   """
   import jax   # lazy: the readers above need no jax
   import checkpointing
-  import losses
+  import optim
   import parallel
   import restore
+  import train_state
   from models import create_model
 
   final = checkpointing.checkpoint_dir(workdir)
@@ -160,9 +161,9 @@ def import_checkpoint(config, src: str, workdir: str) -> dict:
   rep = parallel.replicated(mesh)
   put = lambda tree: jax.device_put(jax.tree.map(np.asarray, tree), rep)   # noqa: E731
   params, ema_params = put(params), put(ema_params)
-  state = losses.TrainState(
+  state = train_state.TrainState(
       step=jax.device_put(np.asarray(step, np.int32), rep), params=params,
-      ema_params=ema_params, opt_state=put(losses.get_optimizer(config).init(params)),
+      ema_params=ema_params, opt_state=put(optim.get_optimizer(config).init(params)),
       rng=put(restore.init_state_rng(config)))
 
   created = not os.path.exists(workdir)

@@ -23,7 +23,9 @@ import numpy as np
 import optax
 
 import sde_lib
+import train_state
 from errors import ConfigError
+from models import utils as mutils
 from sde_lib import bcast
 
 Array = jax.Array
@@ -73,10 +75,28 @@ def classifier_loss(logits_fn: LogitsFn, key: Array, x0: Array, sigmas: Array) -
 def get_classifier_loss(config) -> Callable[[LogitsFn, Array, Array], Array]:
   """loss(logits_fn, key, x0) -> scalar with the ladder of `config.dmcmc`.
 
-  This is what `losses.get_loss` returns when training.objective='noise_classifier'.
+  `loss_fn_from_config` binds it to the network for training.objective='noise_classifier'.
   """
   sigmas = ladder_from_config(config)
   return lambda logits_fn, key, x0: classifier_loss(logits_fn, key, x0, sigmas)
+
+
+def loss_fn_from_config(config, sde: sde_lib.SDE, model, *,
+                        train: bool = True) -> train_state.LossFn:
+  """training.objective='noise_classifier' for the shared train step (`objectives.py`).
+
+  The network is label-free: it sees x_hat and a zero label, and returns logits [B, L].
+
+  Returns:
+    loss_fn(params, key, x0 [B, ...]) -> scalar.
+  """
+  del sde   # the VE view makes the classifier independent of the SDE (module docstring)
+
+  def network_fn(params, *, train, rng):
+    model_fn = mutils.get_model_fn(model, params, train=train, rng=rng)
+    return lambda x: model_fn(x, jnp.zeros((x.shape[0],)))
+
+  return train_state.network_loss(get_classifier_loss(config), network_fn, train=train)
 
 
 def logits_fn_from_model(model, params) -> LogitsFn:

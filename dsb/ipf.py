@@ -4,9 +4,10 @@ Half-iteration h = 1, 2, ... of IPF iteration n = (h + 1) // 2 trains the backwa
 network when h is odd (on trajectories of the forward chain: the reference process
 when n = 1, else the EMA forward network) and the forward network when h is even (on
 trajectories of the EMA backward network started from the prior). Each half gets a
-fresh Adam state (warm-up, clipping: `losses.get_optimizer`), optionally starts from
-that direction's previous network (`dsb.warm_start`), and keeps an EMA of its weights
-(`losses.ema_update`).
+fresh Adam state (warm-up, clipping: `optim.get_optimizer`), optionally starts from
+that direction's previous network (`dsb.warm_start`), and trains it with the shared train
+step (`train_state.make_train_step`: optax update and EMA of the weights, as in score
+training) on the mean-matching loss of minibatches of the trajectory cache.
 
 Every random draw of half h comes from fold_in(key_h, ...) with key_h = fold_in(seed, h),
 so a run resumed from the checkpoint after half h - 1 repeats half h exactly.
@@ -22,10 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-import losses as score_losses
+import optim
+import parallel
+import train_state
 from dsb import cache as cache_lib
 from dsb import losses as dsb_losses
-import parallel
 from dsb import networks, schedule
 from errors import ConfigError, TrainingError
 
@@ -73,8 +75,8 @@ class IPF:
     self._g = jnp.asarray(self.gammas, jnp.float32)
     self.net = networks.make_network(config, self.data_shape, schedule.time_labels(self.gammas))
     self.reference = schedule.reference_mean_fn(d.reference, prior_mean, prior_var, self._g)
-    self.optimizer = score_losses.get_optimizer(config)
-    # A conv net's gradient in a while loop is ~20x slower on XLA:CPU (losses.get_multi_step):
+    self.optimizer = optim.get_optimizer(config)
+    # A conv net's gradient in a while loop is ~20x slower on XLA:CPU (train_state.get_multi_step):
     # there, images train one jitted step at a time; everything else scans over a chunk.
     self._unroll = jax.default_backend() == 'cpu' and len(self.data_shape) > 1
     self._chunk = 1 if self._unroll else math.gcd(d.cache_refresh, d.log_freq)
@@ -98,10 +100,10 @@ class IPF:
     pf, pb = self._init_params(kf), self._init_params(kb)
     return {'forward': {'params': pf, 'ema': pf}, 'backward': {'params': pb, 'ema': pb}}
 
-  def _new_state_impl(self, params, key) -> score_losses.TrainState:
+  def _new_state_impl(self, params, key) -> train_state.TrainState:
     # A jitted function returns fresh buffers, so params and EMA never alias (the train
     # step donates its state).
-    return score_losses.TrainState(
+    return train_state.TrainState(
         step=jnp.zeros((), jnp.int32), params=params, ema_params=params,
         opt_state=self.optimizer.init(params), rng=jax.random.fold_in(key, 0))
 
@@ -118,27 +120,18 @@ class IPF:
     return schedule.simulate(self._mean_fn(params, use_reference), x_start, self._g, key,
                              forward=forward, last_mean=True)
 
-  def _train_impl(self, state: score_losses.TrainState, cache: cache_lib.Cache, *, n: int):
+  def _train_impl(self, state: train_state.TrainState, cache: cache_lib.Cache, *, n: int):
     d, m = self.config.dsb, self.config.model
 
-    def step_fn(state, _):
-      key = jax.random.fold_in(state.rng, state.step)
-      batch_key, dropout_key = jax.random.split(key)
-      batch = cache_lib.minibatch(cache, batch_key, d.batch_size)
+    def cache_loss(mean_fn, key, cache):   # a fresh minibatch of the cache at every step
+      batch = cache_lib.minibatch(cache, key, d.batch_size)
+      return dsb_losses.mean_matching_loss(mean_fn, batch.x, batch.k, batch.target)
 
-      def loss_fn(params):
-        mean_fn = self.net.mean_fn(params, train=True, rng=dropout_key)
-        return dsb_losses.mean_matching_loss(mean_fn, batch.x, batch.k, batch.target)
-
-      value, grads = jax.value_and_grad(loss_fn)(state.params)
-      updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-      params = jax.tree.map(lambda p, u: p + u, state.params, updates)
-      ema = score_losses.ema_update(state.ema_params, params, state.step, m.ema_rate,
-                                    m.ema_warmup)
-      return state.replace(step=state.step + 1, params=params, ema_params=ema,
-                           opt_state=opt_state), value
-
-    return score_losses.get_multi_step(step_fn, self._unroll)(state, jnp.arange(n))
+    # The step's key splits into (minibatch key, dropout key) in network_loss.
+    loss_fn = train_state.network_loss(cache_loss, self.net.mean_fn, train=True)
+    step = train_state.make_train_step(loss_fn, self.optimizer, m.ema_rate, m.ema_warmup)
+    return train_state.get_multi_step(lambda state, _: step(state, cache), self._unroll)(
+        state, jnp.arange(n))
 
   # ------------------------------------------------------------------ public
 

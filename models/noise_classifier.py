@@ -2,7 +2,7 @@
 
 They keep the shared model contract `module(x, labels, train)` so that train.py's
 init, checkpointing and EMA work unchanged, but ignore `labels` and return
-logits [B, n_levels]; they are not score networks (losses.py switches on
+logits [B, n_levels]; they are not score networks (objectives.py picks their loss for
 training.objective='noise_classifier'). Sizes come from `config.dmcmc.*`, which a
 classifier's training config and the `--mode dmcmc` config share.
 

@@ -5,7 +5,7 @@ time label 999 t (the VP/sub-VP score networks' convention, meaningful for any
 SDE since t is in [0, 1]), embedded as in the score networks (DDPM's sinusoidal
 features, then Dense(4 nf)-act-Dense(4 nf)) and added as a per-channel bias in
 every layer. They return class logits [B, num_classes], not scores
-(training.objective='time_classifier' in losses.py). The input is scaled to unit
+(training.objective='time_classifier' in objectives.py). The input is scaled to unit
 marginal variance by the wrapper `guidance.logits_fn` (the c_in of the
 parameterisation), not here. Sizes come from `config.classifier.*`; the class
 count from the dataset (`datasets.num_classes`).

@@ -68,11 +68,11 @@ spec, out_path = json.load(open(sys.argv[1])), sys.argv[2]
 results = {}
 # An untrained image checkpoint (step 0) for the image cases: it needs only the init to
 # compile, where a CLI training run would compile the NCSN++ gradient too.
-import checkpointing, losses, parallel, train
+import checkpointing, optim, parallel, train
 from models import create_model
 from tests.helpers import tiny_config
 config = tiny_config('vpsde', image=True)
-state = train.init_state(config, create_model(config), losses.get_optimizer(config), (8, 8, 1),
+state = train.init_state(config, create_model(config), optim.get_optimizer(config), (8, 8, 1),
                          parallel.make_mesh())
 ckpt = checkpointing.Checkpointer(spec['image_workdir'])
 ckpt.save(0, state, force=True)

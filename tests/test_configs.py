@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-import losses
+import objectives
+import optim
 import sampling
 import sde_lib
 import train
@@ -54,8 +55,8 @@ def test_config_builds(name):
     config[group][field] = value
   model = create_model(config)
   sde, _ = sde_lib.get_sde(config)
-  losses.get_loss(config, sde)
-  losses.get_optimizer(config)
+  objectives.train_loss_fn(config, sde, model)   # training.objective's loss
+  optim.get_optimizer(config)
   shape = ((config.data.dim,) if config.model.name == 'mlp' else
            (config.data.image_size, config.data.image_size, config.data.num_channels))
   sampling.get_sampler(config, sde, (config.sampling.batch_size,) + shape)

@@ -18,7 +18,7 @@ import pytest
 
 import checkpointing
 import controllable
-import losses
+import optim
 import parallel
 import sde_lib
 import train
@@ -312,7 +312,7 @@ def rgb_run(tmp_path_factory):
   config.sampling.source = str(tmp / 'rgb.npy')
   np.save(config.sampling.source, images)
   workdir = str(tmp / 'w')
-  state = train.init_state(config, create_model(config), losses.get_optimizer(config),
+  state = train.init_state(config, create_model(config), optim.get_optimizer(config),
                            (8, 8, 3), parallel.make_mesh())
   ckpt = checkpointing.Checkpointer(workdir)
   ckpt.save(0, state, force=True)

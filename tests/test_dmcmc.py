@@ -9,9 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import losses
+import objectives
+import optim
 import sde_lib
 import train
+import train_state
 from configs.dmcmc.defaults import add_dmcmc_configs
 from dmcmc import classifier, dlg, integrators, run
 from errors import ConfigError
@@ -273,9 +275,10 @@ def test_classifier_reaches_the_bayes_accuracy():
   import parallel
   import toys
   model = create_model(config)
-  optimizer = losses.get_optimizer(config)
+  optimizer = optim.get_optimizer(config)
   state = train.init_state(config, model, optimizer, (2,), parallel.make_mesh())
-  step = losses.get_multi_step(losses.get_train_step(config, sde, model, optimizer), unroll=False)
+  step = train_state.get_multi_step(objectives.get_train_step(config, sde, model, optimizer),
+                                    unroll=False)
   rng = np.random.default_rng(0)
   batches = toys.sample_gmm(rng, 1500 * 256).reshape(1500, 256, 2).astype(np.float32)
   state, values = jax.jit(step)(state, jnp.asarray(batches))

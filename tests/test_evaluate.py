@@ -21,7 +21,8 @@ import datasets
 import evaluate
 import io_utils
 import likelihood
-import losses
+import objectives
+import optim
 import parallel
 import restore
 import sde_lib
@@ -259,16 +260,16 @@ def test_eval_mode_writes_each_checkpoint_and_skips_done(trained, tmp_path, monk
   assert len(seen) == 2 and seen[0].shape == (20, 2)
   assert first['fake_metric'] == pytest.approx(float(np.mean(seen[0])))
 
-  # The test loss: per-example losses.get_eval_loss over the whole test split (10000
+  # The test loss: per-example objectives.eval_loss_fn over the whole test split (10000
   # held-out points, the last batch padded), with the documented keys.
   sde, _ = sde_lib.get_sde(config)
   model, mesh = create_model(config), parallel.make_mesh()
   ckpt = checkpointing.Checkpointer(workdir, create=False)
   abstract = checkpointing.abstract_like(jax.eval_shape(lambda: train.init_state(
-      config, model, losses.get_optimizer(config), (2,), mesh)), parallel.replicated(mesh))
+      config, model, optim.get_optimizer(config), (2,), mesh)), parallel.replicated(mesh))
   params = ckpt.restore(abstract, step=1).ema_params
   ckpt.close()
-  eval_loss = jax.jit(jax.vmap(lambda k, x: losses.get_eval_loss(config, sde, model)(
+  eval_loss = jax.jit(jax.vmap(lambda k, x: objectives.eval_loss_fn(config, sde, model)(
       params, k, x[None])))
   per_example = np.concatenate([
       np.asarray(eval_loss(jax.random.split(jax.random.fold_in(jax.random.PRNGKey(config.seed + 1),

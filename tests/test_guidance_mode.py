@@ -17,7 +17,7 @@ import checkpointing
 import datasets
 import generate
 import guidance
-import losses
+import optim
 import parallel
 import photos
 import train
@@ -82,7 +82,7 @@ def runs(tmp_path_factory):
   config.classifier.hidden_dims = (16,)
   config.sampling.classifier_workdir = str(tmp / 'classifier')
   config.sampling.batch_size = 8
-  state = train.init_state(config, create_model(config), losses.get_optimizer(config), (2,),
+  state = train.init_state(config, create_model(config), optim.get_optimizer(config), (2,),
                            parallel.make_mesh())
   ckpt = checkpointing.Checkpointer(str(tmp / 'score'))
   ckpt.save(0, state, force=True)

@@ -14,6 +14,7 @@ import pytest
 from scipy import integrate
 
 import losses
+import optim
 import sde_lib
 from configs.defaults import get_default_configs
 from tests import exact
@@ -117,7 +118,7 @@ def test_optimizer_warmup_and_clipping():
   Clipping must not change the direction, and a zero gradient gives no update."""
   config = get_default_configs()
   config.optim.lr, config.optim.warmup, config.optim.grad_clip = 1e-2, 10, 1.
-  tx = losses.get_optimizer(config)
+  tx = optim.get_optimizer(config)
   params = {'w': jnp.zeros(3)}
   state = tx.init(params)
   grads = {'w': jnp.array([300., -400., 0.])}   # global norm 500, clipped to 1
@@ -127,9 +128,9 @@ def test_optimizer_warmup_and_clipping():
     # rtol: 1 - b2 = 1e-3 rounds to float32 with relative error 1.3e-5.
     np.testing.assert_allclose(updates['w'], [-lr_k, lr_k, 0.], rtol=5e-5, atol=1e-12)
   config.optim.warmup = 0
-  tx = losses.get_optimizer(config)
+  tx = optim.get_optimizer(config)
   clipped, _ = tx.update(grads, tx.init(params), params)
   config.optim.grad_clip = -1.   # off: Adam is scale-invariant, so the first steps agree
-  tx = losses.get_optimizer(config)
+  tx = optim.get_optimizer(config)
   unclipped, _ = tx.update(grads, tx.init(params), params)
   np.testing.assert_allclose(clipped['w'], unclipped['w'])

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 import checkpointing
-import losses
+import optim
 import parallel
 import train
 from dmcmc import run as dmcmc_run
@@ -177,7 +177,7 @@ def restore(config, workdir, data_shape):
   """The final TrainState of `workdir`, restored onto this test process's one device."""
   mesh = parallel.make_mesh()
   abstract = jax.eval_shape(lambda: train.init_state(
-      config, create_model(config), losses.get_optimizer(config), data_shape, mesh))
+      config, create_model(config), optim.get_optimizer(config), data_shape, mesh))
   # With target shardings, as train.py and restore.py restore: Orbax then reshards the
   # 2-process checkpoint onto this process's single device.
   abstract = checkpointing.abstract_like(abstract, parallel.replicated(mesh))

@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 
 import losses
+import objectives
+import optim
+import precision
 import sde_lib
+import train_state
 from errors import ConfigError
 from models import create_model
 from tests.helpers import tiny_config
@@ -25,11 +29,12 @@ def _setup(precision, embedding='positional'):
 
 
 def _loss_and_grads(config, sde, model, params, x):
-  loss = losses.get_loss(config, sde)
-  net = losses.compute_model(config, model)
+  # The score loss in eval mode (no dropout) of the training.precision network.
+  loss = losses.loss_fn_from_config(config, sde, precision.compute_model(config, model),
+                                    train=False)
 
   def f(p):
-    return loss(losses.network_fn_from_config(config, sde, net, p), jax.random.PRNGKey(2), x)
+    return loss(p, jax.random.PRNGKey(2), x)
 
   return jax.jit(jax.value_and_grad(f))(params)
 
@@ -58,10 +63,9 @@ def test_bfloat16_convolutions_run_in_bfloat16():
   # per-module cast, the float32 time embedding added after the first conv of each
   # block would promote the rest of the block back to float32.
   config, sde, model, params, x = _setup('bfloat16')
-  loss = losses.get_loss(config, sde)
-  net = losses.compute_model(config, model)
-  jaxpr = jax.make_jaxpr(lambda p: loss(losses.network_fn_from_config(config, sde, net, p),
-                                        jax.random.PRNGKey(2), x))(params)
+  loss = losses.loss_fn_from_config(config, sde, precision.compute_model(config, model),
+                                    train=False)
+  jaxpr = jax.make_jaxpr(lambda p: loss(p, jax.random.PRNGKey(2), x))(params)
   dtypes = []
 
   def walk(j):   # the network sits inside pjit sub-jaxprs
@@ -79,10 +83,10 @@ def test_bfloat16_convolutions_run_in_bfloat16():
 
 def _short_run(precision, steps=10):
   config, sde, model, params, x = _setup(precision)
-  optimizer = losses.get_optimizer(config)
-  state = losses.TrainState(step=jnp.int32(0), params=params, ema_params=params,
-                            opt_state=optimizer.init(params), rng=jax.random.PRNGKey(3))
-  step = jax.jit(losses.get_train_step(config, sde, model, optimizer))
+  optimizer = optim.get_optimizer(config)
+  state = train_state.TrainState(step=jnp.int32(0), params=params, ema_params=params,
+                                 opt_state=optimizer.init(params), rng=jax.random.PRNGKey(3))
+  step = jax.jit(objectives.get_train_step(config, sde, model, optimizer))
   values = []
   for _ in range(steps):
     state, value = step(state, x)
@@ -107,4 +111,4 @@ def test_bfloat16_short_training_run_is_finite_and_tracks_float32():
 def test_unknown_precision_is_a_config_error():
   config, sde, model, _, _ = _setup('float16')
   with pytest.raises(ConfigError, match='training.precision'):
-    losses.get_train_step(config, sde, model, losses.get_optimizer(config))
+    objectives.get_train_step(config, sde, model, optim.get_optimizer(config))

@@ -92,11 +92,11 @@ def resumed_at(text):
 
 def final_state(workdir):
   config = tiny_config('vpsde')
-  import losses
+  import optim
   import parallel
   from models import create_model
   abstract = jax.eval_shape(lambda: train.init_state(
-      config, create_model(config), losses.get_optimizer(config), (2,), parallel.make_mesh()))
+      config, create_model(config), optim.get_optimizer(config), (2,), parallel.make_mesh()))
   ckpt = checkpointing.Checkpointer(str(workdir), create=False)
   return ckpt.restore(abstract, step=N_ITERS)
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import losses
+import optim
 import restore
 import sde_lib
 import train
@@ -79,7 +79,7 @@ def test_fresh_run_is_the_training_initialisation():
   """fresh_run's params are train.init_state's (one init definition for both)."""
   config = tiny_config('vesde')
   run = restore.fresh_run(config)
-  state = train.init_state(config, run.model, losses.get_optimizer(config), (2,), run.mesh)
+  state = train.init_state(config, run.model, optim.get_optimizer(config), (2,), run.mesh)
   assert run.step == 0
   for got, want in zip(jax.tree.leaves(run.ema_params), jax.tree.leaves(state.ema_params)):
     np.testing.assert_array_equal(got, want)

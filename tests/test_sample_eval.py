@@ -12,8 +12,8 @@ import pytest
 import configs
 import datasets
 import io_utils
-import losses
 import metrics
+import optim
 import parallel
 import sample_eval
 import sampling
@@ -43,7 +43,7 @@ def toy_setup(**sampling_overrides):
     setattr(config.sampling, k, v)
   sde, _ = sde_lib.get_sde(config)
   model, mesh = create_model(config), parallel.make_mesh()
-  params = train.init_state(config, model, losses.get_optimizer(config), (2,), mesh).params
+  params = train.init_state(config, model, optim.get_optimizer(config), (2,), mesh).params
   return config, sde, model, mesh, params
 
 
@@ -90,7 +90,7 @@ def digits_setup(tmp_path, num_samples=10, batch=4):
   config.eval.stats_dir = str(tmp_path / 'stats')
   sde, _ = sde_lib.get_sde(config)
   model, mesh = create_model(config), parallel.make_mesh()
-  params = train.init_state(config, model, losses.get_optimizer(config), (8, 8, 1), mesh).params
+  params = train.init_state(config, model, optim.get_optimizer(config), (8, 8, 1), mesh).params
   sampler = sample_eval.make_indexed_sampler(config, sde, model, mesh, (8, 8, 1))
   return config, sde, model, mesh, params, sampler
 

@@ -132,9 +132,9 @@ def _mesh():
 
 
 def _model_and_opt(config):
-  import losses
+  import optim
   from models import create_model
-  return create_model(config), losses.get_optimizer(config)
+  return create_model(config), optim.get_optimizer(config)
 
 
 def _init(config):

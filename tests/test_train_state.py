@@ -1,0 +1,136 @@
+"""The shared train step: one SGD step on a quadratic lands on its minimiser; the EMA rule.
+
+With loss 0.5 |p - c|^2 the gradient is p - c, so one SGD step of lr = 1 gives
+p' = p - (p - c) = c exactly (in float32 too: p - (p - c) is exact for these small
+dyadic values), and the EMA after step k is rate * e + (1 - rate) * c.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import objectives
+import optim
+import train_state
+from tests.helpers import tiny_config
+
+C = {'w': jnp.array([1.5, -2., 0.25]), 'b': jnp.array(4.)}
+P0 = {'w': jnp.array([0.5, 1., -3.]), 'b': jnp.array(-1.)}
+E0 = {'w': jnp.array([2., 0., 1.]), 'b': jnp.array(0.5)}
+
+
+def quadratic(params, key, batch):
+  del key, batch
+  return 0.5 * sum(jnp.sum((p - c) ** 2) for p, c in zip(jax.tree.leaves(params),
+                                                          jax.tree.leaves(C)))
+
+
+def _state(step=0):
+  return train_state.TrainState(step=jnp.int32(step), params=P0, ema_params=E0,
+                                opt_state=optax.sgd(1.).init(P0), rng=jax.random.PRNGKey(0))
+
+
+@pytest.mark.parametrize('warmup,step', [(False, 0), (True, 0), (True, 7)])
+def test_sgd_step_on_a_quadratic_reaches_the_minimiser_and_updates_the_ema(warmup, step):
+  rate = 0.75   # a dyadic rate, so rate * e + (1 - rate) * c has few rounding steps
+  fn = jax.jit(train_state.make_train_step(quadratic, optax.sgd(1.), rate, warmup))
+  state, value = fn(_state(step), None)
+  # The loss is evaluated before the update, at P0.
+  expected_loss = 0.5 * sum(float(np.sum((np.asarray(p) - np.asarray(c)) ** 2))
+                            for p, c in zip(jax.tree.leaves(P0), jax.tree.leaves(C)))
+  np.testing.assert_allclose(float(value), expected_loss, rtol=1e-6)
+  assert int(state.step) == step + 1
+  for p, c in zip(jax.tree.leaves(state.params), jax.tree.leaves(C)):
+    np.testing.assert_array_equal(p, c)
+  # ema_warmup: rate_k = min(rate, (1 + k) / (10 + k)); 0.1 at k = 0, 8/17 at k = 7.
+  r = min(rate, (1. + step) / (10. + step)) if warmup else rate
+  for e, e0, c in zip(jax.tree.leaves(state.ema_params), jax.tree.leaves(E0),
+                      jax.tree.leaves(C)):
+    np.testing.assert_allclose(e, r * np.asarray(e0) + (1. - r) * np.asarray(c),
+                               rtol=1e-6, atol=1e-7)
+
+
+def test_the_step_key_is_fold_in_of_rng_and_step_and_multi_step_equals_single_steps():
+  # A loss that depends on its key: the step must pass fold_in(state.rng, state.step), so
+  # two consecutive steps see different draws and a multi-step equals the single steps.
+  def noisy(params, key, batch):
+    return jnp.sum(params['w'] * jax.random.normal(key, (3,))) + 0. * batch
+
+  fn = train_state.make_train_step(noisy, optax.sgd(0.1), 0.9, False)
+  state0 = train_state.TrainState(step=jnp.int32(5), params={'w': jnp.ones(3)},
+                                  ema_params={'w': jnp.ones(3)},
+                                  opt_state=optax.sgd(0.1).init({'w': jnp.ones(3)}),
+                                  rng=jax.random.PRNGKey(3))
+  s1, v1 = fn(state0, jnp.zeros(()))
+  s2, v2 = fn(s1, jnp.zeros(()))
+  # d loss / d w = z, so one SGD step moves w by -0.1 z with z = normal(fold_in(rng, 5)).
+  z5 = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(3), 5), (3,))
+  np.testing.assert_allclose(s1.params['w'], 1. - 0.1 * z5, rtol=1e-6)
+  for unroll in (False, True):
+    s, vs = jax.jit(train_state.get_multi_step(fn, unroll))(state0, jnp.zeros((2,)))
+    # rtol 1e-6: jit and scan may fuse the float32 update differently (1 ulp = 1.2e-7);
+    # a wrong key or a skipped step changes these by O(0.1).
+    np.testing.assert_allclose(vs, [v1, v2], rtol=1e-6)
+    np.testing.assert_allclose(s.params['w'], s2.params['w'], rtol=1e-6)
+    np.testing.assert_allclose(s.ema_params['w'], s2.ema_params['w'], rtol=1e-6)
+
+
+def test_network_loss_splits_the_key_only_in_training():
+  keys = {}
+
+  def loss(net, key, batch):
+    keys['loss'] = key
+    return net + batch
+
+  def network_fn(params, *, train, rng):
+    keys['net'] = (train, rng)
+    return params
+
+  key = jax.random.PRNGKey(7)
+  train_state.network_loss(loss, network_fn, train=True)(1., key, 2.)
+  loss_key, dropout_key = jax.random.split(key)
+  assert keys['net'][0] is True
+  np.testing.assert_array_equal(keys['net'][1], dropout_key)
+  np.testing.assert_array_equal(keys['loss'], loss_key)
+  assert float(train_state.network_loss(loss, network_fn, train=False)(1., key, 2.)) == 3.
+  assert keys['net'] == (False, None)
+  np.testing.assert_array_equal(keys['loss'], key)
+
+
+@pytest.mark.parametrize('objective', ['score', 'noise_classifier', 'time_classifier'])
+def test_every_objective_runs_through_the_shared_step(objective, monkeypatch):
+  # train.py's step for any training.objective is make_train_step with that objective's
+  # loss_fn: spy on make_train_step and check it receives the registry's loss.
+  from configs.dmcmc.defaults import add_dmcmc_configs
+  import sde_lib
+  from models import create_model
+  config = add_dmcmc_configs(tiny_config('vesde'))
+  config.training.objective = objective
+  config.model.name = {'score': 'mlp', 'noise_classifier': 'noise_mlp',
+                       'time_classifier': config.classifier.model}[objective]
+  calls = []
+  real = train_state.make_train_step
+  monkeypatch.setattr(train_state, 'make_train_step',
+                      lambda *a: calls.append(a) or real(*a))
+  sde, _ = sde_lib.get_sde(config)
+  model = create_model(config)
+  objectives.get_train_step(config, sde, model, optim.get_optimizer(config))
+  (loss_fn, _, rate, warmup), = calls
+  assert (rate, warmup) == (config.model.ema_rate, config.model.ema_warmup)
+  # The loss handed to the step equals the registry's builder's, value for value.
+  x = jax.random.normal(jax.random.PRNGKey(1), (8, 2))
+  batch = (x, jnp.arange(8) % 2) if objective == 'time_classifier' else x
+  params = model.init(jax.random.PRNGKey(0), x, jnp.zeros((8,)), train=False)['params']
+  key = jax.random.PRNGKey(2)
+  expected = objectives.OBJECTIVES[objective](config, sde, model, train=True)(params, key, batch)
+  assert float(loss_fn(params, key, batch)) == float(expected)
+
+
+def test_unknown_objective_keeps_its_error():
+  from errors import ConfigError
+  config = tiny_config()
+  config.training.objective = 'nope'
+  with pytest.raises(ConfigError, match=r"^training.objective='nope' is unknown; valid: "
+                                        r"noise_classifier, score, time_classifier$"):
+    objectives.get_objective(config)
