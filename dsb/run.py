@@ -27,6 +27,7 @@ import parallel
 from dsb import data as dsb_data
 from dsb import ipf as ipf_lib
 from dsb import metrics, plots
+from metrics import sliced_wasserstein
 from errors import ConfigError
 
 
@@ -147,8 +148,10 @@ def _evaluate(config, ipf, nets, n, held_data, held_prior, mesh, shard, out_dir,
   losses = {r['direction']: r['loss'] for r in record['halves'] if r['iteration'] == n}
   result = {'iteration': n, 'loss_backward': losses.get('backward'),
             'loss_forward': losses.get('forward'),
-            'sw_data': metrics.sliced_wasserstein(samples, held_data, d.sw_projections),
-            'sw_prior': metrics.sliced_wasserstein(pushed, held_prior, d.sw_projections),
+            'sw_data': sliced_wasserstein(samples, held_data, order=2,
+                                          num_projections=d.sw_projections),
+            'sw_prior': sliced_wasserstein(pushed, held_prior, order=2,
+                                           num_projections=d.sw_projections),
             'seconds': seconds}
   logging.info('IPF iteration %d/%d: SW(samples, data) %.4f  SW(forward(data), prior) %.4f  '
                '%.1fs', n, d.n_ipf, result['sw_data'], result['sw_prior'], seconds)

@@ -53,6 +53,8 @@ class ScoreMLP(nn.Module):
   nonlinearity: str = 'swish'
   init_scale: float = 0.
 
+  tiny_config_overrides = staticmethod(tiny_config_overrides)
+
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> 'ScoreMLP':
     """Builds the network from `config.model.*` and `config.data.dim`.

@@ -55,6 +55,11 @@ class TimeMLP(nn.Module):
   def from_config(cls, config: ml_collections.ConfigDict) -> 'TimeMLP':
     return cls(**_fields(config))
 
+  @staticmethod
+  def tiny_config_overrides() -> dict:
+    """`group.field` overrides for a tiny TimeMLP (configs/tiny.py)."""
+    return {'classifier.hidden_dims': (16, 16)}
+
   @nn.compact
   def __call__(self, x: jax.Array, labels: jax.Array, train: bool = False) -> jax.Array:
     """x [B, D] (other shapes are flattened). Returns logits [B, num_classes]."""
@@ -86,6 +91,11 @@ class TimeCNN(nn.Module):
       raise ConfigError(f'classifier.channels={channels} must be a non-empty list of '
                         'positive widths, e.g. (32, 64)')
     return cls(channels=channels, **_fields(config))
+
+  @staticmethod
+  def tiny_config_overrides() -> dict:
+    """`group.field` overrides for a tiny TimeCNN (configs/tiny.py)."""
+    return {'classifier.channels': (8,), 'classifier.hidden_dims': (16,)}
 
   @nn.compact
   def __call__(self, x: jax.Array, labels: jax.Array, train: bool = False) -> jax.Array:

@@ -248,19 +248,6 @@ def _sqrtm(s: np.ndarray) -> np.ndarray:
   return (v * np.sqrt(np.maximum(w, 0.))) @ v.T
 
 
-def sliced_wasserstein(x, y, num_projections: int = 128, seed: int = 0) -> float:
-  """Sliced 1-Wasserstein distance between equal-size samples x, y [n, D] (float64 numpy).
-
-  The mean over fixed random unit directions theta of W1(x theta, y theta), each the
-  mean |sorted - sorted| gap. Between two independent samples of the same law it is
-  O(1/sqrt(n)): compare against that floor, not against 0.
-  """
-  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-  theta = np.random.default_rng(seed).normal(size=(x.shape[1], num_projections))
-  theta /= np.linalg.norm(theta, axis=0, keepdims=True)
-  return float(np.abs(np.sort(x @ theta, 0) - np.sort(y @ theta, 0)).mean())
-
-
 def population_dsb(gammas, m0, s0, m1, s1, n_ipf: int, reference=None) -> dict:
   """DSB's IPF with exact (infinite-data) mean matching between N(m0, s0) and N(m1, s1).
 

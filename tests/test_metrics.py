@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.special
 import scipy.stats
 from flax import traverse_util
 
@@ -166,22 +167,42 @@ def test_wasserstein_1d_against_scipy_and_sorting():
                              np.sqrt(np.mean((np.sort(a) - np.sort(c)) ** 2)), rtol=1e-10)
 
 
-def test_sliced_wasserstein_of_a_shift():
-  """y = x + m: every projection is shifted by theta.m, so W_2 = |theta.m| exactly, and
-  sliced W_2^2 is the average of (theta.m)^2, whose expectation is |m|^2 / D."""
+@pytest.mark.parametrize('dim', [2, 5])
+def test_sliced_wasserstein_of_a_shift(dim):
+  """y = x + v: every projection is shifted by theta.v, so W_p(theta.x, theta.y) = |theta.v|
+  exactly for every p, and SW_p^p = E_theta |theta.v|^p, theta uniform on the sphere:
+  SW_1 = |v| E|theta_1| = |v| Gamma(D/2) / (sqrt(pi) Gamma((D+1)/2)) (2|v|/pi in 2-D) and
+  SW_2 = |v| / sqrt(D)."""
   rng = np.random.default_rng(7)
-  x = rng.normal(size=(300, 2))
-  m = np.array([1.5, -0.5])
-  n = 2000
-  got = metrics.sliced_wasserstein(x, x + m, num_projections=n, seed=3) ** 2
-  # (theta.m)^2 = |m|^2 cos^2(phi), cos^2 of a uniform angle has std sqrt(1/8).
-  se = np.sum(m ** 2) * np.sqrt(1 / 8) / np.sqrt(n)
-  assert abs(got - np.sum(m ** 2) / 2) < 5 * se
-  assert metrics.sliced_wasserstein(x, x, num_projections=8) == 0.
-  # In 1-D the only directions are +-1: sliced W_2 of a shift is the shift, exactly.
+  x = rng.normal(size=(300, dim))
+  v = np.linspace(1.5, -0.5, dim)                       # (1.5, -0.5) in 2-D
+  v2, n = np.sum(v ** 2), 2000
+  sw1, sw2 = (metrics.sliced_wasserstein(x, x + v, order=p, num_projections=n, seed=3)
+              for p in (1, 2))
+  # Monte Carlo over n directions: theta_1^2 ~ Beta(1/2, (D-1)/2), so |theta.v| / |v| has
+  # mean c and variance 1/D - c^2, and (theta.v)^2 / |v|^2 variance 2(D-1) / (D^2 (D+2))
+  # (1/8 in 2-D). 5 s.e. each; SW_1 = 0.637|v| and SW_2 = 0.707|v| in 2-D are 14 s.e. apart.
+  c = np.exp(scipy.special.gammaln(dim / 2) - scipy.special.gammaln((dim + 1) / 2)) / np.sqrt(np.pi)
+  if dim == 2:
+    np.testing.assert_allclose(c, 2 / np.pi, rtol=1e-12)
+  assert abs(sw1 - np.sqrt(v2) * c) < 5 * np.sqrt(v2 * (1 / dim - c ** 2) / n)
+  assert abs(sw2 ** 2 - v2 / dim) < 5 * v2 * np.sqrt(2 * (dim - 1) / (dim ** 2 * (dim + 2)) / n)
+  assert sw1 < sw2                                      # Jensen, over the same directions
+  # Unequal sizes go through wasserstein_1d: [x; x] has the law of x, so the same numbers.
+  for p, sw in ((1, sw1), (2, sw2)):
+    np.testing.assert_allclose(
+        metrics.sliced_wasserstein(x, np.concatenate([x, x]) + v, order=p, num_projections=n,
+                                   seed=3), sw, rtol=1e-10)
+    assert metrics.sliced_wasserstein(x, x, order=p, num_projections=8) == 0.
+  # In 1-D the only directions are +-1: SW_p of a shift is the shift, exactly.
   x1 = rng.normal(size=(50, 1))
-  np.testing.assert_allclose(metrics.sliced_wasserstein(x1, x1 + 0.7, num_projections=3), 0.7,
-                             rtol=1e-12)
+  for p in (1, 2, 3):
+    np.testing.assert_allclose(
+        metrics.sliced_wasserstein(x1, x1 + 0.7, order=p, num_projections=3), 0.7, rtol=1e-12)
+  with pytest.raises(ValueError, match='order'):
+    metrics.sliced_wasserstein(x, x, order=0.5)
+  with pytest.raises(ValueError, match='trailing shapes'):
+    metrics.sliced_wasserstein(x, x[:, :1], order=1)
 
 
 # --------------------------------------------------------------------------

@@ -5,17 +5,18 @@
     python main.py --config configs/classifier/toy_gmm_score.py --workdir runs/gmm --mode sample \
         --config.sampling.classifier_workdir=runs/gmm_classifier --config.sampling.labels=0,1,2,3
 
-Tiny override (seconds):
+Tiny variant (seconds; configs/tiny.py):
 
-    python main.py --config configs/classifier/toy_gmm_score.py --workdir /tmp/gs --mode train --config.training.n_iters=50 --config.model.hidden_dims=(16,16) --config.model.nf=8
+    python main.py --config configs/classifier/toy_gmm_score.py:tiny --workdir runs/tiny_classifier_toy_gmm_score --mode train
 """
+from configs import tiny
 from configs.default_toy import get_toy_configs
 
 
-def get_config():
+def get_config(arg: str | None = None):
   config = get_toy_configs()
   config.data.dataset = 'gmm'
   config.training.sde = 'vpsde'
   config.training.n_iters = 5000
   config.sampling.batch_size = 2048   # a multiple of the 4 classes: labels='rows' works
-  return config
+  return tiny.variant(config, arg)

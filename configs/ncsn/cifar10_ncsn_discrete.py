@@ -4,17 +4,15 @@ Needs cifar10 prepared for TFDS (`tfds build cifar10 --file_format=array_record`
 
     python main.py --config configs/ncsn/cifar10_ncsn_discrete.py --workdir runs/cifar10_ncsn_discrete --mode train
 
-Tiny override (a few training steps on CPU, on the bundled digits):
+Tiny variant (a few training steps on CPU, on the bundled digits; configs/tiny.py):
 
-    python main.py --config configs/ncsn/cifar10_ncsn_discrete.py --workdir runs/tiny --mode train \
-        --config.model.nf=8 --config.data.dataset=digits --config.data.image_size=8 \
-        --config.data.num_channels=1 --config.training.n_jitted_steps=1 --config.training.n_iters=20
+    python main.py --config configs/ncsn/cifar10_ncsn_discrete.py:tiny --workdir runs/tiny_ncsn_cifar10_ncsn_discrete --mode train
 """
-from configs import published
+from configs import published, tiny
 from configs.defaults import get_default_configs
 
 
-def get_config():
+def get_config(arg: str | None = None):
   config = get_default_configs()
   config.data.dataset = 'cifar10'
   config.data.image_size = 32
@@ -33,4 +31,4 @@ def get_config():
   config.sampling.n_steps_each = 100
   config.sampling.step_lr = 2e-5
   config.sampling.noise_removal = False
-  return config
+  return tiny.variant(config, arg)

@@ -7,16 +7,15 @@ T = 100 steps per level and eps = 2e-5, no final denoising) with the paper's
 network, CondInstanceNorm++ RefineNet conditioned on the level index, at
 ngf 16 so that it trains on 2 CPU cores.
 
-Tiny override (seconds on CPU):
+Tiny variant (seconds; configs/tiny.py):
 
-    python main.py --config configs/ncsn/digits_ncsn_discrete.py --workdir runs/tiny --mode train \
-        --config.model.nf=8 --config.training.n_iters=2
+    python main.py --config configs/ncsn/digits_ncsn_discrete.py:tiny --workdir runs/tiny_ncsn_digits_ncsn_discrete --mode train
 """
-from configs import published
+from configs import published, tiny
 from configs.default_digits import get_digits_configs
 
 
-def get_config():
+def get_config(arg: str | None = None):
   config = get_digits_configs()
   published.refinenet(config, 'ncsn', nf=16)
   config.model.sigma_max = 1.
@@ -26,4 +25,4 @@ def get_config():
   config.sampling.n_steps_each = 100
   config.sampling.step_lr = 2e-5
   config.sampling.noise_removal = False
-  return config
+  return tiny.variant(config, arg)

@@ -4,17 +4,15 @@ Needs mnist prepared for TFDS (`tfds build mnist --file_format=array_record`).
 
     python main.py --config configs/ncsn/mnist_ncsn_discrete.py --workdir runs/mnist_ncsn_discrete --mode train
 
-Tiny override (a few training steps on CPU, on the bundled digits):
+Tiny variant (a few training steps on CPU, on the bundled digits; configs/tiny.py):
 
-    python main.py --config configs/ncsn/mnist_ncsn_discrete.py --workdir runs/tiny --mode train \
-        --config.model.nf=8 --config.data.dataset=digits --config.data.image_size=8 \
-        --config.data.num_channels=1 --config.training.n_jitted_steps=1 --config.training.n_iters=20
+    python main.py --config configs/ncsn/mnist_ncsn_discrete.py:tiny --workdir runs/tiny_ncsn_mnist_ncsn_discrete --mode train
 """
-from configs import published
+from configs import published, tiny
 from configs.defaults import get_default_configs
 
 
-def get_config():
+def get_config(arg: str | None = None):
   config = get_default_configs()
   config.data.dataset = 'mnist'
   config.data.image_size = 28
@@ -33,4 +31,4 @@ def get_config():
   config.sampling.n_steps_each = 100
   config.sampling.step_lr = 2e-5
   config.sampling.noise_removal = False
-  return config
+  return tiny.variant(config, arg)

@@ -4,17 +4,15 @@ Needs cifar10 prepared for TFDS (`tfds build cifar10 --file_format=array_record`
 
     python main.py --config configs/ncsnv2/cifar10_ncsnv2_64_discrete.py --workdir runs/cifar10_ncsnv2_64_discrete --mode train
 
-Tiny override (a few training steps on CPU, on the bundled digits):
+Tiny variant (a few training steps on CPU, on the bundled digits; configs/tiny.py):
 
-    python main.py --config configs/ncsnv2/cifar10_ncsnv2_64_discrete.py --workdir runs/tiny --mode train \
-        --config.model.nf=8 --config.data.dataset=digits --config.data.image_size=8 \
-        --config.data.num_channels=1 --config.training.n_jitted_steps=1 --config.training.n_iters=20
+    python main.py --config configs/ncsnv2/cifar10_ncsnv2_64_discrete.py:tiny --workdir runs/tiny_ncsnv2_cifar10_ncsnv2_64_discrete --mode train
 """
-from configs import published
+from configs import published, tiny
 from configs.defaults import get_default_configs
 
 
-def get_config():
+def get_config(arg: str | None = None):
   config = get_default_configs()
   config.data.dataset = 'cifar10'
   config.data.image_size = 32
@@ -35,4 +33,4 @@ def get_config():
   config.sampling.n_steps_each = 5
   config.sampling.snr = 0.176
   config.sampling.eps = 1e-5
-  return config
+  return tiny.variant(config, arg)

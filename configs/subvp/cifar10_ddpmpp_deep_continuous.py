@@ -4,19 +4,16 @@ Needs CIFAR-10 prepared for TFDS (`tfds build cifar10 --file_format=array_record
 
     python main.py --config configs/subvp/cifar10_ddpmpp_deep_continuous.py --workdir runs/cifar10_ddpmpp_deep_continuous --mode train
 
-Tiny override (a few training steps on CPU, on the bundled digits):
+Tiny variant (a few training steps on CPU, on the bundled digits; configs/tiny.py):
 
-    python main.py --config configs/subvp/cifar10_ddpmpp_deep_continuous.py --workdir runs/tiny --mode train \
-        --config.model.nf=8 --config.model.ch_mult='(1,2)' --config.model.num_res_blocks=1 \
-        --config.model.attn_resolutions='(4,)' --config.data.dataset=digits \
-        --config.data.image_size=8 --config.data.num_channels=1 --config.training.n_jitted_steps=1 --config.training.n_iters=20
+    python main.py --config configs/subvp/cifar10_ddpmpp_deep_continuous.py:tiny --workdir runs/tiny_subvp_cifar10_ddpmpp_deep_continuous --mode train
 """
-from configs import published
+from configs import published, tiny
 from configs.default_cifar10 import get_cifar10_configs
 
 
-def get_config():
+def get_config(arg: str | None = None):
   config = get_cifar10_configs()
   published.set_sde(config, 'subvpsde', continuous=True)
   published.ddpmpp(config, deep=True)
-  return config
+  return tiny.variant(config, arg)

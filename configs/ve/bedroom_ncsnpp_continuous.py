@@ -4,22 +4,19 @@ Needs the images in TFDS (`tfds build lsun/...`).
 
     python main.py --config configs/ve/bedroom_ncsnpp_continuous.py --workdir runs/bedroom_ncsnpp_continuous --mode train
 
-Tiny override (a few training steps on CPU, on the bundled digits):
+Tiny variant (a few training steps on CPU, on the bundled digits; configs/tiny.py):
 
-    python main.py --config configs/ve/bedroom_ncsnpp_continuous.py --workdir runs/tiny --mode train \
-        --config.model.nf=8 --config.model.ch_mult='(1,2)' --config.model.num_res_blocks=1 \
-        --config.model.attn_resolutions='(4,)' --config.data.dataset=digits \
-        --config.data.image_size=8 --config.data.num_channels=1 --config.training.n_jitted_steps=1 --config.training.n_iters=20
+    python main.py --config configs/ve/bedroom_ncsnpp_continuous.py:tiny --workdir runs/tiny_ve_bedroom_ncsnpp_continuous --mode train
 """
-from configs import published
+from configs import published, tiny
 from configs.default_lsun import get_lsun_configs
 
 
-def get_config():
+def get_config(arg: str | None = None):
   config = get_lsun_configs()
   published.set_sde(config, 'vesde', continuous=True)
   published.ncsnpp_high_res(config, 256)
   config.data.dataset = 'lsun/bedroom'
   config.data.image_size = 256
   config.model.sigma_max = 378.0
-  return config
+  return tiny.variant(config, arg)

@@ -4,11 +4,16 @@
 
 sigma_max follows NCSNv2's technique 1: about the largest distance between two
 training images (8x8 in [0, 1]: at most sqrt(64) = 8, about 7 in practice).
+
+Tiny variant (seconds; configs/tiny.py):
+
+    python main.py --config configs/ve/digits_ncsnpp_continuous.py:tiny --workdir runs/tiny_ve_digits_ncsnpp_continuous --mode train
 """
+from configs import tiny
 from configs.default_digits import get_digits_configs
 
 
-def get_config():
+def get_config(arg: str | None = None):
   config = get_digits_configs()
   config.training.sde = 'vesde'
   config.training.continuous = True
@@ -22,4 +27,4 @@ def get_config():
   config.model.embedding_type = 'fourier'
   config.model.scale_by_sigma = True
   config.model.resblock_type = 'biggan'
-  return config
+  return tiny.variant(config, arg)

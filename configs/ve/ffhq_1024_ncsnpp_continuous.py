@@ -6,18 +6,15 @@ to data.image_size:
     python main.py --config configs/ve/ffhq_1024_ncsnpp_continuous.py --workdir runs/ffhq_1024_ncsnpp_continuous --mode train \
         --config.data.data_dir=/path/to/ffhq_images
 
-Tiny override (a few training steps on CPU, on the bundled digits):
+Tiny variant (a few training steps on CPU, on the bundled digits; configs/tiny.py):
 
-    python main.py --config configs/ve/ffhq_1024_ncsnpp_continuous.py --workdir runs/tiny --mode train \
-        --config.model.nf=8 --config.model.ch_mult='(1,2)' --config.model.num_res_blocks=1 \
-        --config.model.attn_resolutions='(4,)' --config.data.dataset=digits \
-        --config.data.image_size=8 --config.data.num_channels=1 --config.training.n_jitted_steps=1 --config.training.n_iters=20
+    python main.py --config configs/ve/ffhq_1024_ncsnpp_continuous.py:tiny --workdir runs/tiny_ve_ffhq_1024_ncsnpp_continuous --mode train
 """
-from configs import published
+from configs import published, tiny
 from configs.default_lsun import get_lsun_configs
 
 
-def get_config():
+def get_config(arg: str | None = None):
   config = get_lsun_configs()
   published.set_sde(config, 'vesde', continuous=True)
   published.ncsnpp_high_res(config, 1024)
@@ -27,4 +24,4 @@ def get_config():
   config.training.batch_size = 8
   config.training.reduce_mean = True
   config.sampling.snr = 0.15
-  return config
+  return tiny.variant(config, arg)

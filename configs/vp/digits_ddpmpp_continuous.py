@@ -1,11 +1,16 @@
 """DDPM++ (continuous, VP SDE) on the bundled digits: the `make demo` default.
 
     python main.py --config configs/vp/digits_ddpmpp_continuous.py --workdir runs/digits_vp --mode train
+
+Tiny variant (seconds; configs/tiny.py):
+
+    python main.py --config configs/vp/digits_ddpmpp_continuous.py:tiny --workdir runs/tiny_vp_digits_ddpmpp_continuous --mode train
 """
+from configs import tiny
 from configs.default_digits import get_digits_configs
 
 
-def get_config():
+def get_config(arg: str | None = None):
   config = get_digits_configs()
   config.training.sde = 'vpsde'
   config.training.continuous = True
@@ -17,4 +22,4 @@ def get_config():
   config.model.resblock_type = 'biggan'
   config.model.skip_rescale = True
   config.model.init_scale = 0.
-  return config
+  return tiny.variant(config, arg)

@@ -9,14 +9,15 @@ The colorize JSON reports chroma_rmse (per-pixel RMSE of the two chroma channels
 orthonormal colour decoupling, against the true crop) beside chroma_rmse_mean_colour (the
 gray crop with the training split's mean chroma).
 
-Tiny override (seconds):
+Tiny variant (seconds; configs/tiny.py):
 
-    python main.py --config configs/vp/photo_crops_ddpmpp_continuous.py --workdir /tmp/photos --mode train --config.training.n_iters=2 --config.data.image_size=8 --config.model.nf=8 --config.training.batch_size=8
+    python main.py --config configs/vp/photo_crops_ddpmpp_continuous.py:tiny --workdir runs/tiny_vp_photo_crops_ddpmpp_continuous --mode train
 """
+from configs import tiny
 from configs.vp import digits_ddpmpp_continuous
 
 
-def get_config():
+def get_config(arg: str | None = None):
   config = digits_ddpmpp_continuous.get_config()   # the demo's small DDPM++, at 16x16x3
   config.data.dataset = 'photo_crops'
   config.data.image_size = 16
@@ -28,4 +29,4 @@ def get_config():
   config.training.snapshot_sampling = False
   config.sampling.num_images = 64       # of the 120 test crops
   config.sampling.num_steps = 500
-  return config
+  return tiny.variant(config, arg)
