@@ -136,7 +136,7 @@ def constrained_pc(key: Array, score_fn, sde: sde_lib.SDE, known: Array, mask: A
   return _put(out, known, mask, basis), sampling.pc_nfe(n, predictor, corrector, n_steps_each)
 
 
-def constrained_ald_ncsn(key: Array, score_fn, sde: sde_lib.VESDE, known: Array, mask: Array,
+def constrained_ald_ncsn(key: Array, score_fn, sde: sde_lib.SDE, known: Array, mask: Array,
                          *, basis: Basis = IDENTITY, n_steps_each: int, step_lr: float,
                          denoise: bool = False, init: str = 'uniform', progress_every: int = 0):
   """NCSN v1 inpainting (Song & Ermon 2019, App. B): Algorithm 1 with the known part
@@ -171,8 +171,8 @@ def constrained_ald_ncsn(key: Array, score_fn, sde: sde_lib.VESDE, known: Array,
   x = lookup(sampling.INITS, init, 'init')(init_key, known.shape, sde)
   x, _ = jax.lax.scan(level, x, (jnp.arange(sde.N), jax.random.split(key, sde.N), times,
                                  sigmas, step_sizes))
-  if denoise:
-    x = x + sigmas[-1] ** 2 * score_fn(x, vec(times[-1]))
+  if denoise:   # Tweedie at sigma_L
+    x = sde.ve_denoise(score_fn, x, vec(sigmas[-1]))
   return _put(x, known, mask, basis), sampling.ald_ncsn_nfe(sde.N, n_steps_each, denoise)
 
 

@@ -3,8 +3,9 @@ Based Generative Models"), Algorithms 1 (deterministic Heun) and 2 (stochastic).
 
 They run in the VE view of any SDE: x_t = alpha(t) x_hat with x_hat = x0 + sigma z,
 sigma = sde.ve_sigma(t). In that view the denoiser is Tweedie's
-D(x_hat; sigma) = x_hat + sigma^2 grad log p_sigma(x_hat), and
-grad_{x_hat} log p = alpha(t) score_fn(alpha(t) x_hat, t) at t = sde.t_from_ve_sigma(sigma).
+D(x_hat; sigma) = x_hat + sigma^2 grad log p_sigma(x_hat) (`sde.ve_denoise`), with
+grad_{x_hat} log p = alpha(t) score_fn(alpha(t) x_hat, t) at t = sde.t_from_ve_sigma(sigma)
+(`sde.ve_score`).
 So a VE, VP or sub-VP model samples the same marginals with the same algorithm.
 
 Start and end noise levels are arguments and may be per sample ([B]), so a chain
@@ -38,15 +39,8 @@ def karras_sigmas(sigma_max, sigma_min, num_steps: int, rho: float = 7.) -> Arra
 
 
 def ve_denoiser(sde: sde_lib.SDE, score_fn):
-  """D(x_hat; sigma) [B, ...] in the VE view of `sde`, for per-sample sigma [B]."""
-
-  def denoise(x_hat, sigma):
-    t = sde.t_from_ve_sigma(sigma)
-    alpha = bcast(sde.alpha(t), x_hat)
-    grad = alpha * score_fn(alpha * x_hat, t)
-    return x_hat + bcast(sigma ** 2, x_hat) * grad
-
-  return denoise
+  """D(x_hat; sigma) [B, ...] in the VE view of `sde` (`sde.ve_denoise`), per-sample sigma [B]."""
+  return lambda x_hat, sigma: sde.ve_denoise(score_fn, x_hat, sigma)
 
 
 def edm_sample(key: Array, score_fn, sde: sde_lib.SDE, x_init: Array, *, sigma_max,

@@ -1,8 +1,8 @@
 """Denoising score-matching losses: the score objective of the shared train step.
 
 Every loss takes any `score_fn(x, t)`, so an exact score can be plugged in to
-check the analytic minimum. All three losses reduce to the same residual
-score * std + z, weighted per sample (Song et al. 2021, Eq. 7; App. C).
+check the analytic minimum. The continuous and the discrete loss reduce to the same
+residual score * std + z, weighted per sample (Song et al. 2021, Eq. 7; App. C).
 """
 from __future__ import annotations
 
@@ -58,36 +58,22 @@ def continuous_dsm_loss(score_fn: sde_lib.ScoreFn, sde: sde_lib.SDE, key: Array,
   return jnp.mean(losses)
 
 
-def smld_loss(score_fn: sde_lib.ScoreFn, sde: sde_lib.VESDE, key: Array, x0: Array, *,
-              reduce_mean: bool = False) -> Array:
-  """NCSN's loss (Song & Ermon 2019, Eq. 5-6): sigma_i^2 |score + noise / sigma_i^2|^2.
+def discrete_dsm_loss(score_fn: sde_lib.ScoreFn, sde: sde_lib.SDE, key: Array, x0: Array, *,
+                      reduce_mean: bool) -> Array:
+  """Denoising score matching on the SDE's own N-level chain, |score * std_i + z|^2.
 
-  The level index i ~ U{0..N-1} is mapped to t = i / (N - 1) so that
-  `sde.timestep(t) == i` and the discrete score_fn sees label i.
+  The level i ~ U{0..N-1}, x_i = mean_i + std_i z from `sde.discrete_marginal`, scored at
+  t_i = `sde.level_time(i)` (so `sde.timestep(t_i) == i` and a discrete score_fn sees
+  label i). VE: NCSN's loss sigma_i^2 |score + z / sigma_i|^2 (Song & Ermon 2019,
+  Eq. 5-6). VP: DDPM's simple loss |eps_theta - eps|^2 (Ho et al. 2020, Eq. 14) with
+  eps_theta = -score sqrt(1 - alphabar_i). score_sde reduces the first with
+  reduce_mean=False and the second with True; configs set it (training.reduce_mean).
   """
   i_key, z_key = jax.random.split(key)
   i = jax.random.randint(i_key, (x0.shape[0],), 0, sde.N)
-  sigma = sde.discrete_sigmas[i]
+  mean, std = sde.discrete_marginal(x0, i)
   z = jax.random.normal(z_key, x0.shape)
-  t = i / (sde.N - 1) * sde.T
-  score = score_fn(x0 + bcast(sigma, z) * z, t)
-  return jnp.mean(_reduce(jnp.square(score * bcast(sigma, z) + z), reduce_mean))
-
-
-def ddpm_loss(score_fn: sde_lib.ScoreFn, sde: sde_lib.VPSDE, key: Array, x0: Array, *,
-              reduce_mean: bool = True) -> Array:
-  """DDPM's simple loss (Ho et al. 2020, Eq. 14) |eps_theta - eps|^2.
-
-  With the VP parameterisation eps_theta = -score * sqrt(1 - alphabar_i), this is
-  |score * sqrt(1 - alphabar_i) + eps|^2.
-  """
-  i_key, z_key = jax.random.split(key)
-  i = jax.random.randint(i_key, (x0.shape[0],), 0, sde.N)
-  abar = sde.alphas_cumprod[i]
-  std = jnp.sqrt(1. - abar)
-  z = jax.random.normal(z_key, x0.shape)
-  t = i / (sde.N - 1) * sde.T
-  score = score_fn(bcast(jnp.sqrt(abar), x0) * x0 + bcast(std, z) * z, t)
+  score = score_fn(mean + bcast(std, z) * z, sde.level_time(i))
   return jnp.mean(_reduce(jnp.square(score * bcast(std, z) + z), reduce_mean))
 
 
@@ -104,12 +90,11 @@ def get_loss(config: ml_collections.ConfigDict, sde: sde_lib.SDE) -> Callable[..
         likelihood_weighting=t.likelihood_weighting)
   if t.likelihood_weighting:
     raise ConfigError('training.likelihood_weighting=True needs training.continuous=True')
-  if isinstance(sde, sde_lib.VESDE):
-    return lambda score_fn, key, x0: smld_loss(score_fn, sde, key, x0, reduce_mean=t.reduce_mean)
-  if isinstance(sde, sde_lib.VPSDE):
-    return lambda score_fn, key, x0: ddpm_loss(score_fn, sde, key, x0, reduce_mean=t.reduce_mean)
-  raise ConfigError(f'training.continuous=False: no discrete loss for {type(sde).__name__}; '
-                    'use training.continuous=True')
+  if sde.discrete_scheme is None:
+    raise ConfigError(f'training.continuous=False: no discrete loss for {type(sde).__name__}; '
+                      'use training.continuous=True')
+  return lambda score_fn, key, x0: discrete_dsm_loss(score_fn, sde, key, x0,
+                                                     reduce_mean=t.reduce_mean)
 
 
 def loss_fn_from_config(config: ml_collections.ConfigDict, sde: sde_lib.SDE, model, *,

@@ -65,40 +65,22 @@ def reverse_diffusion(sde: sde_lib.SDE, score_fn, probability_flow: bool = False
 def ancestral_sampling(sde: sde_lib.SDE, score_fn, probability_flow: bool = False) -> Step:
   """Ancestral sampling of the SDE's own Markov chain on its N-level ladder.
 
-  VE (SMLD, Song et al. 2021, Eq. 47), with sigma_{-1} = 0 at the last step:
-    x_{i-1} = x_i + (sigma_i^2 - sigma_{i-1}^2) s
-              + sqrt(sigma_{i-1}^2 (sigma_i^2 - sigma_{i-1}^2) / sigma_i^2) z.
-  VP (DDPM, Ho et al. 2020, Algorithm 2, in score form; Song et al. 2021, Eq. 47):
-    x_{i-1} = (x_i + beta_i s) / sqrt(1 - beta_i) + sqrt(beta_i) z.
+  `sde.ancestral_step` (Song et al. 2021, Eq. 47: SMLD's chain for VE, DDPM's for VP).
   Sub-VP has no discrete chain, hence no ancestral scheme: a ConfigError, raised
   here when the step is built.
   """
   if probability_flow:
     raise ConfigError('sampling.predictor=ancestral_sampling samples a Markov chain; it has '
                       'no probability-flow form: set sampling.probability_flow=False')
-  if isinstance(sde, sde_lib.VESDE):
-
-    def step(key, x, t, t_next):
-      del t_next
-      i = sde.timestep(t)
-      sigma = sde.discrete_sigmas[i]
-      prev = jnp.where(i == 0, 0., sde.discrete_sigmas[jnp.maximum(i - 1, 0)])
-      x_mean = x + bcast(sigma ** 2 - prev ** 2, x) * score_fn(x, t)
-      std = jnp.sqrt(prev ** 2 * (sigma ** 2 - prev ** 2) / sigma ** 2)
-      return x_mean + bcast(std, x) * jax.random.normal(key, x.shape), x_mean
-
-  elif isinstance(sde, sde_lib.VPSDE):
-
-    def step(key, x, t, t_next):
-      del t_next
-      beta = sde.discrete_betas[sde.timestep(t)]
-      x_mean = (x + bcast(beta, x) * score_fn(x, t)) / bcast(jnp.sqrt(1. - beta), x)
-      return x_mean + bcast(jnp.sqrt(beta), x) * jax.random.normal(key, x.shape), x_mean
-
-  else:
+  if sde.discrete_scheme is None:
     raise ConfigError('sampling.predictor=ancestral_sampling has no scheme for '
                       f'{type(sde).__name__} (only VESDE and VPSDE have a discrete chain); '
                       'use reverse_diffusion or euler_maruyama')
+
+  def step(key, x, t, t_next):
+    del t_next
+    return sde.ancestral_step(x, score_fn(x, t), t, jax.random.normal(key, x.shape))
+
   return step
 
 
@@ -131,20 +113,6 @@ def langevin_update(x: Array, score: Array, z: Array, step_size: Array) -> tuple
   return x_mean + bcast(jnp.sqrt(2. * step_size), x) * z, x_mean
 
 
-def _langevin_alpha(sde: sde_lib.SDE, t: Array) -> Array:
-  """score_sde's per-step alpha_i of Algorithms 4-5: [B].
-
-  VP: 1 - beta_i of the DDPM chain on the sampler's ladder. VE: 1. Sub-VP: the
-  reference indexes `sde.alphas`, which it never defines, and crashes. Sub-VP has
-  no discrete chain whose beta_i could define alpha_i, so we take alpha = 1 as for
-  VE; VP's 1 - beta_i is within beta_max / N of 1 anyway (2% at N = 1000), so the
-  step is set by snr, as the rule intends.
-  """
-  if isinstance(sde, sde_lib.VPSDE):
-    return 1. - sde.discrete_betas[sde.timestep(t)]
-  return jnp.ones_like(t)
-
-
 def _langevin_chain(score_fn, n_steps: int, step_size_fn) -> Step:
   """`n_steps` Langevin updates at a fixed t; step_size_fn(t, grad, z) -> [B]."""
 
@@ -171,11 +139,11 @@ def langevin(sde: sde_lib.SDE, score_fn, snr: float, n_steps: int) -> Step:
   """Langevin MCMC with the signal-to-noise step rule (Song et al. 2021, Algorithm 5).
 
   eps_i = 2 alpha_i (snr |z| / |score|)^2, norms averaged over the batch as in
-  score_sde; alpha_i from `_langevin_alpha`.
+  score_sde; alpha_i from `sde.langevin_alpha` (1 - beta_i for VP, else 1).
   """
 
   def step_size(t, grad, z):
-    return 2. * _langevin_alpha(sde, t) * (snr * _batch_norm_mean(z) / _batch_norm_mean(grad)) ** 2
+    return 2. * sde.langevin_alpha(t) * (snr * _batch_norm_mean(z) / _batch_norm_mean(grad)) ** 2
 
   return _langevin_chain(score_fn, n_steps, step_size)
 
@@ -185,12 +153,12 @@ def ald(sde: sde_lib.SDE, score_fn, snr: float, n_steps: int) -> Step:
 
   eps_i = 2 alpha_i (snr sigma_t)^2 with sigma_t the marginal std at t: Song &
   Ermon's alpha_i proportional to sigma_i^2 (2019, Algorithm 1) written with the SNR
-  constant; alpha_i from `_langevin_alpha` (1 for VE and sub-VP).
+  constant; alpha_i from `sde.langevin_alpha` (1 for VE and sub-VP).
   """
 
   def step_size(t, grad, z):
     del grad, z
-    return 2. * _langevin_alpha(sde, t) * (snr * sde.marginal_std(t)) ** 2
+    return 2. * sde.langevin_alpha(t) * (snr * sde.marginal_std(t)) ** 2
 
   return _langevin_chain(score_fn, n_steps, step_size)
 
@@ -212,11 +180,11 @@ def time_grid(sde: sde_lib.SDE, eps: float, num_steps: int) -> Array:
 
 def _pc_steps(sde, score_fn, predictor, corrector, snr, n_steps_each, probability_flow):
   """Builds (predictor step, corrector step); an impossible SDE/step pair raises here."""
-  if isinstance(sde, sde_lib.VPSDE) and sde.N <= sde.beta_max and (  # sqrt(1 - beta_i) below
-      corrector in ('langevin', 'ald') or predictor in ('reverse_diffusion', 'ancestral_sampling')):
-    raise ConfigError(f'sampling.num_steps={sde.N} is too few for {predictor}/{corrector} on '
-                      f'VP: its beta_i = beta_max/N reach {sde.beta_max / sde.N:.3g} >= 1; use '
-                      f'more than {sde.beta_max:g} steps, or euler_maruyama/none')
+  problem = sde.discrete_chain_problem()   # these steps use the chain's levels
+  if problem and (corrector in ('langevin', 'ald') or
+                  predictor in ('reverse_diffusion', 'ancestral_sampling')):
+    raise ConfigError(f'sampling.num_steps={sde.N} is too few for {predictor}/{corrector}: '
+                      f'{problem}, or euler_maruyama/none')
   pred = lookup(PREDICTORS, predictor, 'sampling.predictor')(sde, score_fn, probability_flow)
   corr = lookup(CORRECTORS, corrector, 'sampling.corrector')(sde, score_fn, snr, n_steps_each)
   return pred, corr
@@ -306,7 +274,7 @@ INITS = {
 }
 
 
-def annealed_langevin_ncsn(key: Array, score_fn, sde: sde_lib.VESDE, shape: tuple[int, ...], *,
+def annealed_langevin_ncsn(key: Array, score_fn, sde: sde_lib.SDE, shape: tuple[int, ...], *,
                            n_steps_each: int, step_lr: float, denoise: bool = False,
                            init: str = 'uniform', progress_every: int = 0) -> tuple[Array, int]:
   """Annealed Langevin dynamics, Song & Ermon 2019, Algorithm 1.
@@ -351,19 +319,19 @@ def annealed_langevin_ncsn(key: Array, score_fn, sde: sde_lib.VESDE, shape: tupl
   x = draw_init(init_key, shape, sde)
   x, _ = jax.lax.scan(level, x, (jnp.arange(sde.N), jax.random.split(key, sde.N), times,
                                  step_sizes))
-  if denoise:
-    x = x + sigmas[-1] ** 2 * score_fn(x, vec(times[-1]))
+  if denoise:   # Tweedie at sigma_L
+    x = sde.ve_denoise(score_fn, x, vec(sigmas[-1]))
   return x, ald_ncsn_nfe(sde.N, n_steps_each, denoise)
 
 
-def ncsn_ladder(sde: sde_lib.VESDE, step_lr: float) -> tuple[Array, Array, Array]:
+def ncsn_ladder(sde: sde_lib.SDE, step_lr: float) -> tuple[Array, Array, Array]:
   """NCSN v1's levels sigma_1 > ... > sigma_L, their times t_i and alpha_i: [L] each."""
   sigmas = sde.discrete_sigmas[::-1]
   return sigmas, sde.t_from_ve_sigma(sigmas), step_lr * sigmas ** 2 / sigmas[-1] ** 2
 
 
 def _check_ncsn_sde(sde: sde_lib.SDE) -> None:
-  if not isinstance(sde, sde_lib.VESDE):
+  if sde.discrete_scheme != 'smld':   # NCSN v1 anneals SMLD's ladder
     raise ConfigError(f"sampling.method='ald_ncsn' needs training.sde=vesde, not "
                       f'{type(sde).__name__}: NCSN v1 anneals VE noise levels')
 
@@ -407,9 +375,8 @@ def solve_ode(vector_field, y0, t0: float, t1: float, *, rtol: float, atol: floa
 
 
 def tweedie_denoise(sde: sde_lib.SDE, score_fn, x: Array, t: Array) -> Array:
-  """E[x0 | x_t] = (x_t + std^2 score) / alpha (Tweedie's formula): one score evaluation."""
-  std = sde.marginal_std(t)
-  return (x + bcast(std ** 2, x) * score_fn(x, t)) / bcast(sde.alpha(t), x)
+  """E[x0 | x_t] by Tweedie's formula (`sde.tweedie`): one score evaluation."""
+  return sde.tweedie(score_fn, x, t)
 
 
 def ode_sample(key: Array, score_fn, sde: sde_lib.SDE, shape: tuple[int, ...], *,

@@ -2,7 +2,17 @@
 
 All SDE mathematics of the project lives here (Song et al. 2021, "Score-Based
 Generative Modeling through Stochastic Differential Equations", Sec. 3 and
-App. B-C). Losses, samplers and likelihood only call these methods.
+App. B-C). Losses, samplers, likelihood, EDM and DMCMC only call these methods
+and never branch on an SDE's class. Each SDE owns:
+
+- the continuous process: `sde` (f, g), `marginal_prob` (Eq. 29), prior, `reverse` (Eq. 6, 13);
+- its VE view x_t = alpha(t) x_hat, x_hat = x0 + sigma z: `alpha`, `ve_sigma`,
+  `t_from_ve_sigma`, `ve_score`, `ve_denoise` (Karras et al. 2022, Sec. 2);
+- Tweedie's posterior mean `tweedie`;
+- its discrete chain on N levels, if it has one (`discrete_scheme`: SMLD for VE, DDPM for
+  VP, none for sub-VP): level <-> time (`level_time`, `timestep`), `discrete_marginal`,
+  the forward step `discretize`, `ancestral_step` (Eq. 47) and `langevin_alpha`;
+- and, as a module function, the geometric sigma ladder `geometric_sigmas`.
 
 Every SDE is an immutable (frozen, hashable) dataclass, so it can be closed over
 or passed as a static argument under `jax.jit`. Arrays are `[B, ...]` with a
@@ -12,7 +22,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Callable
+from typing import Callable, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -33,11 +43,35 @@ def _sum_except_batch(x: Array) -> Array:
   return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)
 
 
+def geometric_sigmas(sigma_first, sigma_last, n: int) -> Array:
+  """The geometric ladder sigma_j = sigma_first (sigma_last / sigma_first)^(j / (n - 1)).
+
+  SMLD's noise levels (Song & Ermon 2019, Sec. 4.2; VESDE's discrete chain, Song et al.
+  2021, App. C) and DMCMC's ladder: exp of n points evenly spaced in log sigma.
+
+  Args:
+    sigma_first, sigma_last: the end points, either order; Python/numpy scalars (their
+      log is taken in float64) or per-sample arrays [B].
+    n: number of levels (>= 2 for distinct end points).
+  Returns:
+    [n], or [n, B] for per-sample end points; j = 0 is sigma_first.
+  """
+  log = lambda v: jnp.log(v) if isinstance(v, jax.Array) else np.log(v)
+  return jnp.exp(jnp.linspace(log(sigma_first), log(sigma_last), n))
+
+
 @dataclasses.dataclass(frozen=True)
 class SDE(abc.ABC):
-  """dx = f(x, t) dt + g(t) dw on t in [0, T]."""
+  """dx = f(x, t) dt + g(t) dw on t in [0, T] (Song et al. 2021, Eq. 5).
+
+  `name` is the SDE's key in `SDES` (config `training.sde`). `discrete_scheme` names the
+  Markov chain on N levels that the SDE discretises ('smld', 'ddpm'), or is None when
+  it has none (sub-VP): then the `discrete_*` and `ancestral_step` methods raise.
+  """
 
   N: int = 1000
+  name: ClassVar[str] = ''
+  discrete_scheme: ClassVar[str | None] = None
 
   @property
   def T(self) -> float:
@@ -78,6 +112,46 @@ class SDE(abc.ABC):
   def t_from_ve_sigma(self, sigma: Array) -> Array:
     """Inverse of `ve_sigma`: the time at which the VE-view noise level is sigma."""
 
+  def ve_score(self, score_fn: ScoreFn, x_hat: Array, sigma: Array) -> Array:
+    """The score of the VE view, grad_{x_hat} log p_sigma(x_hat): [B, ...].
+
+    x_t = alpha(t) x_hat, so by the chain rule grad_{x_hat} log p = alpha(t) s(alpha(t) x_hat, t)
+    at t = t_from_ve_sigma(sigma) (Karras et al. 2022, Sec. 2 and Table 1: their s(t) is alpha(t)).
+
+    Args:
+      score_fn: the score in x_t, (x [B, ...], t [B]) -> [B, ...].
+      x_hat: VE-view states [B, ...]; sigma: their noise levels [B].
+    """
+    t = self.t_from_ve_sigma(sigma)
+    alpha = bcast(self.alpha(t), x_hat)
+    return alpha * score_fn(alpha * x_hat, t)
+
+  def ve_denoise(self, score_fn: ScoreFn, x_hat: Array, sigma: Array) -> Array:
+    """Tweedie's formula in the VE view, D(x_hat; sigma) = x_hat + sigma^2 grad log p_sigma.
+
+    The ideal denoiser E[x0 | x_hat] of Karras et al. 2022 (Eq. 3); the same identity as
+    `tweedie`, written in x_hat = x_t / alpha(t). Shapes as `ve_score`.
+    """
+    return x_hat + bcast(sigma ** 2, x_hat) * self.ve_score(score_fn, x_hat, sigma)
+
+  def tweedie(self, score_fn: ScoreFn, x: Array, t: Array) -> Array:
+    """E[x0 | x_t = x] = (x + std(t)^2 score(x, t)) / alpha(t) (Tweedie's formula): [B, ...].
+
+    Exact for the Gaussian kernel of `marginal_prob` (Efron 2011); one score evaluation.
+    """
+    std = self.marginal_std(t)
+    return (x + bcast(std ** 2, x) * score_fn(x, t)) / bcast(self.alpha(t), x)
+
+  # ------------------------------------------------------------- the discrete chain
+  # Levels i = 0..N-1, 0 = least noise; level i sits at time t_i = i / (N - 1) T.
+
+  def level_time(self, i: Array) -> Array:
+    """t_i = i / (N - 1) T, the time of level i, as the discrete losses draw it: [B].
+
+    `timestep` inverts it exactly (timestep(level_time(i)) == i).
+    """
+    return i / (self.N - 1) * self.T
+
   def timestep(self, t: Array) -> Array:
     """Index of the discrete noise level used at time t (0 = least noise): [B] int32.
 
@@ -88,6 +162,50 @@ class SDE(abc.ABC):
     """
     x = t * (self.N - 1) / self.T
     return jnp.floor(x + 1e-4 + 4e-7 * x).astype(jnp.int32)
+
+  def _no_chain(self, what: str):
+    raise ConfigError(f'{type(self).__name__} has no discrete chain, hence no {what}; use '
+                      'training.continuous=True')
+
+  def discrete_marginal(self, x0: Array, i: Array) -> tuple[Array, Array]:
+    """Mean [B, ...] and std [B] of the discrete chain's kernel p(x_i | x0) at level i [B] int.
+
+    Raises:
+      ConfigError: the SDE has no discrete chain (`discrete_scheme` is None).
+    """
+    del x0, i
+    self._no_chain('discrete marginal')
+
+  def discrete_std(self, i: Array) -> Array:
+    """Std of `discrete_marginal` at level i: [B]."""
+    return self.discrete_marginal(jnp.zeros(jnp.shape(i)), i)[1]
+
+  def ancestral_step(self, x: Array, score: Array, t: Array, z: Array) -> tuple[Array, Array]:
+    """One step of ancestral sampling of the discrete chain (Song et al. 2021, Eq. 47).
+
+    From level i = timestep(t) to i - 1, given the score at (x, t) and noise z (like x).
+
+    Returns:
+      The new x and its mean (both like x).
+    Raises:
+      ConfigError: the SDE has no discrete chain.
+    """
+    del x, score, t, z
+    self._no_chain('ancestral step')
+
+  def langevin_alpha(self, t: Array) -> Array:
+    """alpha_i of the Langevin correctors (Song et al. 2021, Algorithms 4-5): [B].
+
+    1 for VE and sub-VP; VP overrides it with 1 - beta_i of its DDPM chain. For sub-VP
+    score_sde indexes `sde.alphas`, which it never defines, and crashes: sub-VP has no
+    chain whose beta_i could define alpha_i, so it takes 1 as VE does (VP's 1 - beta_i
+    is within beta_max / N of 1 anyway: 2% at N = 1000).
+    """
+    return jnp.ones_like(t)
+
+  def discrete_chain_problem(self) -> str | None:
+    """Why the N-level discrete chain is not a valid Markov chain, or None."""
+    return None
 
   def discretize(self, x: Array, t: Array) -> tuple[Array, Array]:
     """One step x_{i+1} = x_i + f_i + G_i z_i of the forward process.
@@ -141,22 +259,35 @@ class ReverseSDE:
 class VESDE(SDE):
   """Variance exploding SDE: dx = sigma(t) sqrt(2 log(sigma_max/sigma_min)) dw (Eq. 30).
 
-  sigma(t) = sigma_min (sigma_max / sigma_min)^t; the discretisation is SMLD's
-  geometric ladder of N noise levels (Eq. 47). As in score_sde, the marginal
-  std is sigma(t), not sqrt(sigma(t)^2 - sigma_min^2): x(0) is taken to carry
-  noise of std sigma_min already, which keeps p_0 smooth.
+  sigma(t) = sigma_min (sigma_max / sigma_min)^t, marginal N(x0, sigma(t)^2 I). Its
+  discretisation is SMLD's chain on the geometric ladder sigma_0 < ... < sigma_{N-1}
+  (Song & Ermon 2019; Song et al. 2021, Sec. 3.4), sigma_i = sigma(t_i):
+    forward    x_i = x_{i-1} + sqrt(sigma_i^2 - sigma_{i-1}^2) z,  sigma_{-1} = 0
+    marginal   x_i | x0 ~ N(x0, sigma_i^2 I)
+    ancestral  x_{i-1} = x_i + (sigma_i^2 - sigma_{i-1}^2) s
+                         + sqrt(sigma_{i-1}^2 (sigma_i^2 - sigma_{i-1}^2) / sigma_i^2) z  (Eq. 47)
+  As in score_sde, the marginal std is sigma(t), not sqrt(sigma(t)^2 - sigma_min^2):
+  x(0) is taken to carry noise of std sigma_min already, which keeps p_0 smooth.
   """
 
   sigma_min: float = 0.01
   sigma_max: float = 50.
+  name: ClassVar[str] = 'vesde'
+  discrete_scheme: ClassVar[str | None] = 'smld'
 
   def sigma(self, t: Array) -> Array:
     return self.sigma_min * (self.sigma_max / self.sigma_min) ** t
 
   @property
   def discrete_sigmas(self) -> Array:
-    """SMLD's ladder sigma_1 < ... < sigma_N, geometric: [N]."""
-    return jnp.exp(jnp.linspace(np.log(self.sigma_min), np.log(self.sigma_max), self.N))
+    """SMLD's ladder sigma_0 < ... < sigma_{N-1}, geometric from sigma_min to sigma_max: [N]."""
+    return geometric_sigmas(self.sigma_min, self.sigma_max, self.N)
+
+  def _sigma_pair(self, t: Array) -> tuple[Array, Array]:
+    """(sigma_i, sigma_{i-1}) at level i = timestep(t), with sigma_{-1} = 0: [B] each."""
+    i = self.timestep(t)
+    sigmas = self.discrete_sigmas
+    return sigmas[i], jnp.where(i == 0, 0., sigmas[jnp.maximum(i - 1, 0)])
 
   def sde(self, x, t):
     diffusion = self.sigma(t) * np.sqrt(2 * (np.log(self.sigma_max) - np.log(self.sigma_min)))
@@ -180,12 +311,23 @@ class VESDE(SDE):
             - _sum_except_batch(z ** 2) / (2 * self.sigma_max ** 2))
 
   def discretize(self, x, t):
-    """SMLD: x_i = x_{i-1} + sqrt(sigma_i^2 - sigma_{i-1}^2) z, sigma_0 = 0."""
-    i = self.timestep(t)
-    sigmas = self.discrete_sigmas
-    sigma = sigmas[i]
-    adjacent = jnp.where(i == 0, 0., sigmas[jnp.maximum(i - 1, 0)])
+    """SMLD: x_i = x_{i-1} + sqrt(sigma_i^2 - sigma_{i-1}^2) z, sigma_{-1} = 0."""
+    sigma, adjacent = self._sigma_pair(t)
     return jnp.zeros_like(x), jnp.sqrt(sigma ** 2 - adjacent ** 2)
+
+  def discrete_marginal(self, x0, i):
+    """SMLD's kernel N(x0, sigma_i^2 I), sigma_i = sigma(t_i) exactly."""
+    return x0, self.discrete_sigmas[i]
+
+  def ancestral_step(self, x, score, t, z):
+    """Eq. 47: x_{i-1} = x_i + d s + sqrt(sigma_{i-1}^2 d / sigma_i^2) z.
+
+    d = sigma_i^2 - sigma_{i-1}^2, with sigma_{-1} = 0 (no noise on the last step).
+    """
+    sigma, prev = self._sigma_pair(t)
+    x_mean = x + bcast(sigma ** 2 - prev ** 2, x) * score
+    std = jnp.sqrt(prev ** 2 * (sigma ** 2 - prev ** 2) / sigma ** 2)
+    return x_mean + bcast(std, x) * z, x_mean
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,16 +369,27 @@ class _LinearBetaSDE(SDE):
 class VPSDE(_LinearBetaSDE):
   """Variance preserving SDE: dx = -1/2 beta(t) x dt + sqrt(beta(t)) dw (Eq. 32).
 
-  Its discretisation is DDPM's Markov chain with betas linspace(b0/N, b1/N, N)
-  (Eq. 11 and App. B).
+  Marginal N(alpha(t) x0, (1 - alpha(t)^2) I). Its discretisation is DDPM's Markov chain
+  (Ho et al. 2020, Eq. 2 and 4; Song et al. 2021, Sec. 3.4 and App. B) with
+  beta_i = linspace(beta_min / N, beta_max / N, N)_i and alphabar_i = prod_{j<=i} (1 - beta_j):
+    forward    x_i = sqrt(1 - beta_i) x_{i-1} + sqrt(beta_i) z
+    marginal   x_i | x0 ~ N(sqrt(alphabar_i) x0, (1 - alphabar_i) I)
+    ancestral  x_{i-1} = (x_i + beta_i s) / sqrt(1 - beta_i) + sqrt(beta_i) z
+               (Ho et al. 2020, Algorithm 2 in score form; Song et al. 2021, Eq. 47)
+  It needs beta_i < 1, i.e. N > beta_max.
   """
+
+  name: ClassVar[str] = 'vpsde'
+  discrete_scheme: ClassVar[str | None] = 'ddpm'
 
   @property
   def discrete_betas(self) -> Array:
+    """beta_i of the DDPM chain: [N]."""
     return jnp.linspace(self.beta_min / self.N, self.beta_max / self.N, self.N)
 
   @property
   def alphas_cumprod(self) -> Array:
+    """alphabar_i = prod_{j<=i} (1 - beta_j): [N]."""
     return jnp.cumprod(1. - self.discrete_betas)
 
   def sde(self, x, t):
@@ -252,13 +405,38 @@ class VPSDE(_LinearBetaSDE):
     beta = self.discrete_betas[self.timestep(t)]
     return (bcast(jnp.sqrt(1. - beta), x) - 1.) * x, jnp.sqrt(beta)
 
+  def discrete_marginal(self, x0, i):
+    """DDPM's kernel N(sqrt(alphabar_i) x0, (1 - alphabar_i) I) (Ho et al. 2020, Eq. 4)."""
+    abar = self.alphas_cumprod[i]
+    return bcast(jnp.sqrt(abar), x0) * x0, jnp.sqrt(1. - abar)
+
+  def ancestral_step(self, x, score, t, z):
+    """x_{i-1} = (x_i + beta_i s) / sqrt(1 - beta_i) + sqrt(beta_i) z (Ho et al. 2020, Alg. 2)."""
+    beta = self.discrete_betas[self.timestep(t)]
+    x_mean = (x + bcast(beta, x) * score) / bcast(jnp.sqrt(1. - beta), x)
+    return x_mean + bcast(jnp.sqrt(beta), x) * z, x_mean
+
+  def langevin_alpha(self, t):
+    """1 - beta_i of the DDPM chain at level timestep(t) (score_sde's Algorithms 4-5)."""
+    return 1. - self.discrete_betas[self.timestep(t)]
+
+  def discrete_chain_problem(self):
+    if self.N <= self.beta_max:   # sqrt(1 - beta_i) undefined at beta_i >= 1
+      return (f"VP's beta_i = beta_max/N reach {self.beta_max / self.N:.3g} >= 1; "
+              f'use more than {self.beta_max:g} steps')
+    return None
+
 
 @dataclasses.dataclass(frozen=True)
 class subVPSDE(_LinearBetaSDE):
   """Sub-VP SDE: dx = -1/2 beta x dt + sqrt(beta(t) (1 - e^{-2 int_0^t beta})) dw (Eq. 17).
 
-  Its marginal std is 1 - alpha(t)^2, never above the VP one (Eq. 29).
+  Its marginal std is 1 - alpha(t)^2, never above the VP one (Eq. 29). It has no
+  discrete chain of its own (`discrete_scheme` None): only continuous training, and
+  `discretize` is the default Euler-Maruyama step.
   """
+
+  name: ClassVar[str] = 'subvpsde'
 
   def sde(self, x, t):
     beta_t = self.beta(t)
@@ -275,7 +453,7 @@ class subVPSDE(_LinearBetaSDE):
     return self._t_from_integral(-2. * jnp.log(a))
 
 
-SDES = {'vesde': VESDE, 'vpsde': VPSDE, 'subvpsde': subVPSDE}
+SDES = {cls.name: cls for cls in (VESDE, VPSDE, subVPSDE)}
 
 
 def get_sde(config) -> tuple[SDE, float]:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+import sde_lib
 from checkpoint_import import layouts, readers
 from errors import CheckpointError
 
@@ -63,7 +64,7 @@ def _check_sigmas(config, state_dict: dict, src: str) -> None:
   if sigmas is None or config.training.sde.lower() != 'vesde':
     return
   m = config.model
-  want = np.exp(np.linspace(np.log(m.sigma_max), np.log(m.sigma_min), m.num_scales))
+  want = np.asarray(sde_lib.geometric_sigmas(m.sigma_max, m.sigma_min, m.num_scales))
   if sigmas.shape != want.shape or not np.allclose(sigmas, want, rtol=1e-5):
     got = (f'{len(sigmas)} levels {float(sigmas[0]):g} -> {float(sigmas[-1]):g}'
            if sigmas.size else 'empty')

@@ -19,7 +19,6 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 import sde_lib
@@ -37,7 +36,7 @@ def ladder(n_levels: int, sigma_min: float, sigma_max: float) -> Array:
   if n_levels < 2 or not 0 < sigma_min < sigma_max:
     raise ConfigError(f'dmcmc ladder needs n_levels >= 2 and 0 < sigma_min < sigma_max; got '
                       f'n_levels={n_levels}, sigma_min={sigma_min}, sigma_max={sigma_max}')
-  return jnp.exp(jnp.linspace(np.log(sigma_min), np.log(sigma_max), n_levels))
+  return sde_lib.geometric_sigmas(sigma_min, sigma_max, n_levels)
 
 
 def ladder_from_config(config) -> Array:

@@ -27,18 +27,12 @@ VeScoreFn = Callable[[Array, Array], Array]   # (x_hat [B, ...], sigma [B]) -> [
 
 
 def ve_score_fn(sde: sde_lib.SDE, score_fn) -> VeScoreFn:
-  """grad_{x_hat} log p_sigma(x_hat) = alpha(t) score_fn(alpha(t) x_hat, t), t = t(sigma).
+  """grad_{x_hat} log p_sigma(x_hat) as (x_hat, sigma) -> [B, ...] (`sde.ve_score`).
 
-  The same chain rule as edm.ve_denoiser, returned as a score: the denoiser's
-  (D - x) / sigma^2 would lose float32 digits at sigma ~ 0.01.
+  The score itself, not (D - x) / sigma^2 from the denoiser, which would lose float32
+  digits at sigma ~ 0.01.
   """
-
-  def score(x_hat, sigma):
-    t = sde.t_from_ve_sigma(sigma)
-    alpha = bcast(sde.alpha(t), x_hat)
-    return alpha * score_fn(alpha * x_hat, t)
-
-  return score
+  return lambda x_hat, sigma: sde.ve_score(score_fn, x_hat, sigma)
 
 
 def _argmax(key, logits):

@@ -26,7 +26,6 @@ import jax.numpy as jnp
 import edm
 import sampling
 import sde_lib
-from dmcmc.dlg import ve_score_fn
 from errors import ConfigError, lookup
 from sde_lib import bcast
 
@@ -54,7 +53,7 @@ def _predictor_finisher(sde, score_fn, sigma_min, num_steps, *, probability_flow
     x = _to_x(sde, x_hat, ts[0])
     x, _ = jax.lax.scan(lambda x, a: (step(a[0], x, a[1], a[2])[0], None), x,
                         (jax.random.split(key, num_steps), ts[:-1], ts[1:]))
-    return sampling.tweedie_denoise(sde, score_fn, x, ts[-1]), num_steps
+    return sde.tweedie(score_fn, x, ts[-1]), num_steps
 
   return finish
 
@@ -76,21 +75,19 @@ def reverse_diffusion(sde, score_fn, sigma_min, num_steps, **_):
   x_{i+1} = x_i + (sigma_i^2 - sigma_{i+1}^2) s(x_i, sigma_i) + sqrt(sigma_i^2 - sigma_{i+1}^2) z:
   for a VE SDE this is sampling.reverse_diffusion on that ladder.
   """
-  score = ve_score_fn(sde, score_fn)
-  denoise = edm.ve_denoiser(sde, score_fn)
 
   def finish(key, x_hat, sigma_start):
-    frac = jnp.linspace(0., 1., num_steps + 1)[:, None]
-    sig = sigma_start[None] ** (1. - frac) * sigma_min ** frac            # [N + 1, B]
+    sig = sde_lib.geometric_sigmas(sigma_start, sigma_min, num_steps + 1)   # [N + 1, B]
 
     def body(x, a):
       k, s, s_next = a
       var = jnp.maximum(s ** 2 - s_next ** 2, 0.)   # sigma_n = sigma_min: 0, not -ulp
-      x = x + bcast(var, x) * score(x, s) + bcast(jnp.sqrt(var), x) * jax.random.normal(k, x.shape)
+      x = (x + bcast(var, x) * sde.ve_score(score_fn, x, s)
+           + bcast(jnp.sqrt(var), x) * jax.random.normal(k, x.shape))
       return x, None
 
     x, _ = jax.lax.scan(body, x_hat, (jax.random.split(key, num_steps), sig[:-1], sig[1:]))
-    return denoise(x, sig[-1]), num_steps
+    return sde.ve_denoise(score_fn, x, sig[-1]), num_steps
 
   return finish
 
@@ -139,7 +136,7 @@ def pf_ode_adaptive(sde, score_fn, sigma_min, num_steps=None, rtol=1e-5, atol=1e
 
     x, nfe = sampling.solve_ode(field, _to_x(sde, x_hat, t0), 0., 1., rtol=rtol, atol=atol,
                                 method=method)
-    return sampling.tweedie_denoise(sde, score_fn, x, t1), nfe
+    return sde.tweedie(score_fn, x, t1), nfe
 
   return finish
 

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 import sde_lib
-from errors import ConfigError
+from errors import ConfigError, lookup
 from sde_lib import bcast
 
 Array = jax.Array
@@ -52,7 +52,7 @@ def _check_convention(label_convention: str) -> None:
                       f'{", ".join(LABEL_CONVENTIONS)}')
 
 
-def _ve_level(sde: sde_lib.VESDE, t: Array) -> Array:
+def _ve_level(sde: sde_lib.SDE, t: Array) -> Array:
   """score_sde's VE-discrete label round((T - t) / T (N - 1)): 0 = sigma_max, [B] int32.
 
   Rounding, not flooring, is robust to float error either side of a level's time
@@ -61,18 +61,63 @@ def _ve_level(sde: sde_lib.VESDE, t: Array) -> Array:
   return jnp.round((sde.T - t) / sde.T * (sde.N - 1)).astype(jnp.int32)
 
 
+# The parameterisation of each SDE family (the table above), keyed by `sde.name`. The
+# labels and output scales are network conventions; the sigmas and stds they use come
+# from the SDE (`marginal_std`, `discrete_std`, `timestep`).
+
+def _ve_labels(sde, t, continuous, legacy):
+  if continuous:
+    return jnp.log(sde.sigma(t))
+  return (sde.timestep(t) if legacy else _ve_level(sde, t)).astype(jnp.float32)
+
+
+def _ve_scale(sde, t, continuous, scale_by_sigma, legacy):
+  """VE networks predict the score, optionally divided by sigma (NCSNv2's technique 3)."""
+  if not scale_by_sigma:
+    return jnp.ones_like(t)
+  if continuous:
+    sigma = sde.sigma(t)
+  elif legacy:
+    sigma = sde.discrete_std(sde.timestep(t))
+  else:   # the ladder is ascending: the sigma_max-first label j is level N - 1 - j
+    sigma = sde.discrete_std(sde.N - 1 - _ve_level(sde, t))
+  return 1. / sigma
+
+
+def _eps_labels(sde, t, continuous, legacy):
+  if continuous or sde.discrete_scheme is None:   # sub-VP: continuous only
+    return t * 999.
+  return sde.timestep(t).astype(jnp.float32) if legacy else t * (sde.N - 1) / sde.T
+
+
+def _eps_scale(sde, t, continuous, scale_by_sigma, legacy):
+  """VP / sub-VP networks predict the noise eps: score = -eps / std (Ho et al. 2020, Eq. 11)."""
+  del legacy
+  if scale_by_sigma:
+    raise ConfigError('model.scale_by_sigma=True only applies to VE SDEs; set it to False '
+                      'for VP/sub-VP (their networks predict the noise, already divided by std)')
+  if continuous or sde.discrete_scheme is None:
+    std = sde.marginal_std(t)
+  else:   # int((N - 1) t), as score_sde (timestep adds only float-error slack)
+    std = sde.discrete_std(sde.timestep(t))
+  return -1. / std
+
+
+# sde.name -> (labels(sde, t, continuous, legacy),
+#              scale(sde, t, continuous, scale_by_sigma, legacy))
+PARAMETERISATIONS = {
+    'vesde': (_ve_labels, _ve_scale),
+    'vpsde': (_eps_labels, _eps_scale),
+    'subvpsde': (_eps_labels, _eps_scale),
+}
+
+
 def noise_labels(sde: sde_lib.SDE, t: Array, continuous: bool,
                  label_convention: str = 'score_sde') -> Array:
   """The conditioning label the network sees at time t: [B] float (table above)."""
   _check_convention(label_convention)
-  legacy = label_convention == 'legacy'
-  if isinstance(sde, sde_lib.VESDE):
-    if continuous:
-      return jnp.log(sde.sigma(t))
-    return (sde.timestep(t) if legacy else _ve_level(sde, t)).astype(jnp.float32)
-  if continuous or isinstance(sde, sde_lib.subVPSDE):
-    return t * 999.
-  return sde.timestep(t).astype(jnp.float32) if legacy else t * (sde.N - 1) / sde.T
+  labels, _ = lookup(PARAMETERISATIONS, sde.name, 'training.sde')
+  return labels(sde, t, continuous, label_convention == 'legacy')
 
 
 def output_scale(sde: sde_lib.SDE, t: Array, continuous: bool, scale_by_sigma: bool,
@@ -86,24 +131,8 @@ def output_scale(sde: sde_lib.SDE, t: Array, continuous: bool, scale_by_sigma: b
   sigma_max first).
   """
   _check_convention(label_convention)
-  if isinstance(sde, sde_lib.VESDE):
-    if not scale_by_sigma:
-      return jnp.ones_like(t)
-    if continuous:
-      sigma = sde.sigma(t)
-    elif label_convention == 'legacy':
-      sigma = sde.discrete_sigmas[sde.timestep(t)]
-    else:   # discrete_sigmas is ascending: sigma_max-first index j is N - 1 - j here
-      sigma = sde.discrete_sigmas[sde.N - 1 - _ve_level(sde, t)]
-    return 1. / sigma
-  if scale_by_sigma:
-    raise ConfigError('model.scale_by_sigma=True only applies to VE SDEs; set it to False '
-                      'for VP/sub-VP (their networks predict the noise, already divided by std)')
-  if continuous or isinstance(sde, sde_lib.subVPSDE):
-    std = sde.marginal_std(t)
-  else:   # int((N - 1) t), as score_sde (timestep adds only float-error slack)
-    std = jnp.sqrt(1. - sde.alphas_cumprod[sde.timestep(t)])
-  return -1. / std
+  _, scale = lookup(PARAMETERISATIONS, sde.name, 'training.sde')
+  return scale(sde, t, continuous, scale_by_sigma, label_convention == 'legacy')
 
 
 def get_model_fn(model: nn.Module, params: Any, train: bool = False,
@@ -125,8 +154,8 @@ def get_score_fn(sde: sde_lib.SDE, model: nn.Module, params: Any, *, train: bool
 
   label_convention: 'score_sde' (default) or 'legacy' (see the module docstring).
   """
-  if not continuous and isinstance(sde, sde_lib.subVPSDE):
-    raise ConfigError('training.continuous=False has no discrete scheme for subvpsde; '
+  if not continuous and sde.discrete_scheme is None:
+    raise ConfigError(f'training.continuous=False has no discrete scheme for {sde.name}; '
                       'use training.continuous=True')
   model_fn = get_model_fn(model, params, train=train, rng=rng)
 

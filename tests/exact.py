@@ -22,11 +22,8 @@ def marginal_coeffs(sde: sde_lib.SDE, t, discrete: bool = False):
   discrete=True gives the kernels of the discrete chains that the discrete
   losses train on (DDPM's alphabar_i; SMLD's sigma_i equals sigma(t_i) exactly).
   """
-  if discrete and isinstance(sde, sde_lib.VPSDE):
-    abar = sde.alphas_cumprod[sde.timestep(t)]
-    return jnp.sqrt(abar), jnp.sqrt(1. - abar)
-  if discrete and isinstance(sde, sde_lib.VESDE):
-    return jnp.ones_like(t), sde.discrete_sigmas[sde.timestep(t)]
+  if discrete and sde.discrete_scheme is not None:
+    return sde.discrete_marginal(jnp.ones_like(t), sde.timestep(t))
   return sde.alpha(t), sde.marginal_std(t)
 
 
@@ -157,7 +154,7 @@ def prior_mismatch_bpd(data: GaussianMixture, sde: sde_lib.SDE, z) -> np.ndarray
   t = jnp.full((z.shape[0],), sde.T)
   # pi restated from the papers (Song et al. 2021, App. C): N(0, sigma_max^2 I) for VE,
   # N(0, I) for VP and sub-VP; not sde.prior_logp, so that a wrong prior there shows.
-  var = sde.sigma_max ** 2 if isinstance(sde, sde_lib.VESDE) else 1.
+  var = sde.sigma_max ** 2 if sde.name == 'vesde' else 1.
   z64 = np.asarray(z, np.float64)
   log_pi = -0.5 * data.dim * np.log(2 * np.pi * var) - 0.5 * (z64 ** 2).sum(-1) / var
   return (log_pi - np.asarray(data.log_prob_fn(sde)(z, t), np.float64)) / (data.dim * np.log(2))

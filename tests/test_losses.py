@@ -81,7 +81,8 @@ def test_continuous_loss_minimum(sde, reduce_mean, likelihood_weighting):
 def test_smld_loss_minimum():
   sde = sde_lib.VESDE(N=100, sigma_max=5.)
   data = exact.gaussian(D, std=S)
-  loss_fn = lambda score_fn, key, x0: losses.smld_loss(score_fn, sde, key, x0, reduce_mean=False)
+  loss_fn = lambda score_fn, key, x0: losses.discrete_dsm_loss(score_fn, sde, key, x0,
+                                                               reduce_mean=False)
   expected = per_dim_residual(sde, jnp.arange(sde.N) / (sde.N - 1), discrete=True).mean() * 0.5 * D
   mean, se, values = mc_loss(loss_fn, data.score_fn(sde, discrete=True))
   assert abs(mean - expected) < 5 * se, (mean, expected, se)
@@ -92,7 +93,8 @@ def test_smld_loss_minimum():
 def test_ddpm_loss_minimum():
   sde = sde_lib.VPSDE(N=100)
   data = exact.gaussian(D, std=S)
-  loss_fn = lambda score_fn, key, x0: losses.ddpm_loss(score_fn, sde, key, x0, reduce_mean=True)
+  loss_fn = lambda score_fn, key, x0: losses.discrete_dsm_loss(score_fn, sde, key, x0,
+                                                               reduce_mean=True)
   expected = per_dim_residual(sde, jnp.arange(sde.N) / (sde.N - 1), discrete=True).mean()
   mean, se, values = mc_loss(loss_fn, data.score_fn(sde, discrete=True))
   assert abs(mean - expected) < 5 * se, (mean, expected, se)

@@ -30,16 +30,16 @@ class Oracle(nn.Module):
   def __call__(self, x, labels, train=False):
     sde = self.sde
     self.param('unused', nn.initializers.zeros, ())
-    if isinstance(sde, sde_lib.VESDE) and self.continuous:
+    if sde.name == 'vesde' and self.continuous:
       t = jnp.log(jnp.exp(labels) / sde.sigma_min) / np.log(sde.sigma_max / sde.sigma_min)
-    elif isinstance(sde, sde_lib.VESDE):   # score_sde: label 0 = sigma_max (t = 1)
+    elif sde.name == 'vesde':   # score_sde: label 0 = sigma_max (t = 1)
       t = labels / (sde.N - 1) if self.label_convention == 'legacy' else 1. - labels / (sde.N - 1)
     else:
-      t = labels / 999. if (self.continuous or isinstance(sde, sde_lib.subVPSDE)) else labels / (sde.N - 1)
+      t = labels / 999. if (self.continuous or sde.name == 'subvpsde') else labels / (sde.N - 1)
     discrete = not self.continuous
     a, std = exact.marginal_coeffs(sde, t, discrete)
     score = DATA.score_t(x, a, std)
-    if isinstance(sde, sde_lib.VESDE):
+    if sde.name == 'vesde':
       return score * std[:, None] if self.scale_by_sigma else score
     return -std[:, None] * score     # VP / sub-VP networks predict the noise
 

@@ -107,7 +107,7 @@ def ancestral_output_law(sde, m0, s0):
     VE:  x' = x + d_i s + sqrt(sigma_{i-1}^2 d_i / sigma_i^2) z,  d_i = sigma_i^2 - sigma_{i-1}^2;
     VP:  x' = (x + beta_i s) / sqrt(1 - beta_i) + sqrt(beta_i) z  (no noise at i = 0: denoise).
   """
-  if isinstance(sde, sde_lib.VESDE):
+  if sde.name == 'vesde':
     sigmas = np.asarray(sde.discrete_sigmas, np.float64)
     mean, var = 0., sigmas[-1] ** 2
     for i in range(sde.N - 1, -1, -1):
