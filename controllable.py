@@ -8,10 +8,11 @@ SDE's own, p_t(y_t | y0) = N(alpha(t) y0, std(t)^2) (`sde.marginal_prob`).
 
 - PC (Song et al. 2021, App. I.2): after every predictor and corrector update the
   constrained coordinates are replaced by a fresh draw of p_t(y_t | y0), and those
-  of x_mean by its mean. The PC loop itself is `sampling.pc_loop`.
+  of x_mean by its mean: `sampling.pc_driver` with wrapped steps.
 - NCSN v1 (Song & Ermon 2019, App. B; ermongroup/ncsn's
   anneal_Langevin_dynamics_inpainting): at each level sigma_i the known part is
-  y0 + sigma_i z, drawn once per level and held through its Langevin steps.
+  y0 + sigma_i z, drawn once per level and held through its Langevin steps:
+  `sampling.ald_ncsn_driver` with a per-level constraint.
 
 The replacement method samples p(x_u | x_k) exactly only when the unknown part is
 independent of the known one. When they are correlated it is an approximation:

@@ -1,5 +1,6 @@
 """The probability-flow ODE (Song et al. 2021, Eq. 13): its adaptive diffrax solve,
-the ODE sampler and encoder, and Tweedie's denoising step that ends them.
+the ODE sampler and encoder, a driver with per-sample ends (`sampling`'s driver
+signature) and Tweedie's denoising step that ends them.
 
 Apart from `sampling.py` (whose drivers walk fixed grids) because it is one idea
 that three layers share: the ODE sampler (`sampling.get_sampler`'s 'ode'), the
@@ -47,6 +48,26 @@ def solve_ode(vector_field, y0, t0: float, t1: float, *, rtol: float, atol: floa
       dt0=None, y0=y0, stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
       max_steps=max_steps)
   return jax.tree.map(lambda y: y[-1], sol.ys), at_start + per_step * sol.stats['num_steps']
+
+
+def pf_ode_driver(key: Array, score_fn, sde: sde_lib.SDE, x_init: Array, grid: Array, *,
+                  rtol: float = 1e-5, atol: float = 1e-5, method: str = 'dopri5'):
+  """A `sampling` driver: the PF ODE from t_0 = grid[0] to t_1 = grid[-1], adaptive.
+
+  grid: [2] or per sample [2, B]. Per-sample ends are one solve in u in [0, 1]:
+  t(u) = t_0 + u (t_1 - t_0), dx/du = f~(x, t(u)) (t_1 - t_0) with f~ the PF drift
+  (Eq. 13). The step-size controller sees the whole batch, so every sample gets the
+  batch's NFE, which is a scalar array (adaptive), unlike the fixed-grid drivers'.
+  """
+  del key
+  rsde = sde.reverse(score_fn, probability_flow=True)
+  t0 = jnp.broadcast_to(grid[0], x_init.shape[:1])
+  dt = jnp.broadcast_to(grid[-1], x_init.shape[:1]) - t0
+
+  def field(u, x):
+    return rsde.sde(x, t0 + u * dt)[0] * bcast(dt, x)
+
+  return solve_ode(field, x_init, 0., 1., rtol=rtol, atol=atol, method=method)
 
 
 def tweedie_denoise(sde: sde_lib.SDE, score_fn, x: Array, t: Array) -> Array:

@@ -18,7 +18,7 @@ the driver's own coordinate: time t for `pc_driver`, the VE-view sigma for
 `ald_ncsn_driver` and `edm.edm_sample` (their last point, 0, is the denoising
 jump). `controllable.py`'s constrained drivers and DMCMC's finishers are these
 on their own grids. `get_sampler` binds `config.sampling` through `RECIPES`,
-which `controllable.py` shares. The PF ODE sampler is in `ode.py`.
+which `controllable.py` shares. The PF ODE's sampler and driver are in `ode.py`.
 """
 from __future__ import annotations
 

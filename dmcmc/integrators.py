@@ -18,8 +18,9 @@ finishers are edm.edm_sample with N + 1 levels sigma_n ... sigma_min, 0: its las
 Euler step to sigma = 0 is x + (0 - sigma)(x - D)/sigma = D(x; sigma_min), which is
 exactly the Tweedie step, so it is counted as such. The t-space finishers map
 x_hat to x_t = alpha(t_n) x_hat, t_n = sde.t_from_ve_sigma(sigma_n), and run
-sampling.pc_driver (euler_maruyama, no corrector) on per-sample time grids;
-reverse_diffusion is `ve_reverse_diffusion` on a per-sample sigma ladder.
+sampling.pc_driver (euler_maruyama, no corrector) on per-sample time grids, or
+ode.pf_ode_driver on per-sample ends; reverse_diffusion is `ve_reverse_diffusion`
+on a per-sample sigma ladder.
 """
 from __future__ import annotations
 
@@ -131,25 +132,14 @@ def edm_stochastic(sde, score_fn, sigma_min, num_steps, *, s_churn=40., rho=7.):
 
 def pf_ode_adaptive(sde, score_fn, sigma_min, num_steps=None, *, rtol=1e-5, atol=1e-5,
                     method='dopri5'):
-  """The PF ODE, adaptive (diffrax), per-sample start: t(u) = t_n + u (t_min - t_n), u in [0, 1].
-
-  dx/du = f~(x, t(u)) (t_min - t_n) with f~ the PF drift (sde.reverse, Eq. 13). The
-  step-size controller sees the whole batch, so every sample gets the batch's NFE.
-  """
+  """The PF ODE, adaptive (diffrax, `ode.pf_ode_driver`), from t(sigma_n) to t(sigma_min)."""
   del num_steps
-  rsde = sde.reverse(score_fn, probability_flow=True)
 
   def finish(key, x_hat, sigma_start):
-    del key
     t0 = sde.t_from_ve_sigma(sigma_start)
     t1 = sde.t_from_ve_sigma(jnp.full_like(sigma_start, sigma_min))
-    dt = t1 - t0
-
-    def field(u, x):
-      return rsde.sde(x, t0 + u * dt)[0] * bcast(dt, x)
-
-    x, nfe = ode.solve_ode(field, _to_x(sde, x_hat, t0), 0., 1., rtol=rtol, atol=atol,
-                           method=method)
+    x, nfe = ode.pf_ode_driver(key, score_fn, sde, _to_x(sde, x_hat, t0), jnp.stack([t0, t1]),
+                               rtol=rtol, atol=atol, method=method)
     return ode.tweedie_denoise(sde, score_fn, x, t1), nfe
 
   return finish
