@@ -435,7 +435,8 @@ def _pc_recipe(s, sde: sde_lib.SDE) -> Recipe:
   options = dict(predictor=s.predictor, corrector=s.corrector, snr=s.snr,
                  n_steps_each=s.n_steps_each, probability_flow=s.probability_flow,
                  denoise=s.noise_removal, progress_every=s.get('progress_every', 0))
-  return Recipe(pc_driver, sde.prior_sampling, lambda: time_grid(sde, s.eps, n), options,
+  eps = s.eps   # read now: the config may change after the sampler is built
+  return Recipe(pc_driver, sde.prior_sampling, lambda: time_grid(sde, eps, n), options,
                 pc_nfe(n, s.predictor, s.corrector, s.n_steps_each), n)
 
 
@@ -455,9 +456,10 @@ def _edm_recipe(s, sde: sde_lib.SDE) -> Recipe:
   sigma_max = float(sde.ve_sigma(jnp.asarray(sde.T)))
   sigma_min = float(sde.ve_sigma(jnp.asarray(s.eps)))
   options = dict(s_churn=s.s_churn, s_noise=s.s_noise, s_tmin=s.s_tmin, s_tmax=s.s_tmax)
+  rho = s.rho
   return Recipe(edm.edm_sample,
                 lambda key, shape: sigma_max * jax.random.normal(key, shape),  # VE view of p_T
-                lambda: edm.karras_sigmas(sigma_max, sigma_min, n, s.rho), options, 2 * n - 1, n)
+                lambda: edm.karras_sigmas(sigma_max, sigma_min, n, rho), options, 2 * n - 1, n)
 
 
 RECIPES = {'pc': _pc_recipe, 'ald_ncsn': _ald_ncsn_recipe, 'edm': _edm_recipe}
@@ -475,9 +477,8 @@ def _from_recipe(s, sde: sde_lib.SDE, shape):
 
 def _ode_from_config(s, sde: sde_lib.SDE, shape):
   lookup(SOLVERS, s.ode_method, 'sampling.ode_method')
-  sample = lambda key, score_fn: ode_sample(key, score_fn, sde, shape, eps=s.eps, rtol=s.rtol,
-                                            atol=s.atol, method=s.ode_method,
-                                            denoise=s.noise_removal)
+  kw = dict(eps=s.eps, rtol=s.rtol, atol=s.atol, method=s.ode_method, denoise=s.noise_removal)
+  sample = lambda key, score_fn: ode_sample(key, score_fn, sde, shape, **kw)
   return sample, None   # adaptive: the NFE is known only after the solve
 
 
