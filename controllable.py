@@ -8,10 +8,11 @@ SDE's own, p_t(y_t | y0) = N(alpha(t) y0, std(t)^2) (`sde.marginal_prob`).
 
 - PC (Song et al. 2021, App. I.2): after every predictor and corrector update the
   constrained coordinates are replaced by a fresh draw of p_t(y_t | y0), and those
-  of x_mean by its mean. The PC loop itself is `sampling.pc_loop`.
+  of x_mean by its mean: `sampling.pc_driver` with wrapped steps.
 - NCSN v1 (Song & Ermon 2019, App. B; ermongroup/ncsn's
   anneal_Langevin_dynamics_inpainting): at each level sigma_i the known part is
-  y0 + sigma_i z, drawn once per level and held through its Langevin steps.
+  y0 + sigma_i z, drawn once per level and held through its Langevin steps:
+  `sampling.ald_ncsn_driver` with a per-level constraint.
 
 The replacement method samples p(x_u | x_k) exactly only when the unknown part is
 independent of the known one. When they are correlated it is an approximation:
@@ -28,8 +29,6 @@ or 99.9% and 1.02x (VE, reverse_diffusion).
 """
 from __future__ import annotations
 
-import dataclasses
-import functools
 import os
 import time
 
@@ -93,30 +92,33 @@ def _put(x: Array, known: Array, mask: Array, basis: Basis) -> Array:
   return frm(jnp.where(mask, known, to(x)))
 
 
-def constrained_pc(key: Array, score_fn, sde: sde_lib.SDE, known: Array, mask: Array, *,
-                   basis: Basis = IDENTITY, predictor: str = 'euler_maruyama',
-                   corrector: str = 'none', snr: float = 0.16, n_steps_each: int = 1,
-                   probability_flow: bool = False, denoise: bool = True, eps: float = 1e-3,
-                   num_steps: int | None = None, progress_every: int = 0):
+def constrained_prior(key: Array, sde: sde_lib.SDE, known: Array, mask: Array,
+                      basis: Basis = IDENTITY) -> Array:
+  """A prior draw [B, ...] with its constrained part drawn from p_T(. | known)."""
+  k_prior, k_known = jax.random.split(key)
+  x = sde.prior_sampling(k_prior, known.shape)
+  return _imposer(sde, known, mask, basis)(k_known, x, x, jnp.full((known.shape[0],), sde.T))[0]
+
+
+def constrained_pc_driver(key: Array, score_fn, sde: sde_lib.SDE, x_init: Array, grid: Array,
+                          *, known: Array, mask: Array, basis: Basis = IDENTITY, **options):
   """PC sampling of x with to(x) = known where mask (Song et al. 2021, App. I.2).
 
-  After the predictor (t -> t_next) the constrained part is drawn from
-  p_{t_next}(. | known), the time the state now represents; after the corrector
-  (at fixed t) from p_t. (score_sde uses t for both.)
+  `sampling.pc_driver` with wrapped steps: after the predictor (t -> t_next) the
+  constrained part is drawn from p_{t_next}(. | known), the time the state now
+  represents; after the corrector (at fixed t) from p_t. (score_sde uses t for both.)
 
   Args:
+    x_init: [B, ...] at grid[0], e.g. `constrained_prior`.
+    grid: times [N + 1] or per sample [N + 1, B] (`sampling.time_grid`).
     known: [B, ...] like x, in the basis: the constrained values y0 (ignored where
       mask is False).
     mask: bool, broadcastable to known: True where constrained.
     basis: (to, frm); IDENTITY for inpainting, COLOR for colorization.
-    Other arguments as `sampling.pc_sample`.
+    options: `sampling.pc_driver`'s.
   Returns:
     x [B, ...] with to(x) = known exactly where mask, and the NFE (a Python int).
   """
-  n = num_steps or sde.N
-  sde = dataclasses.replace(sde, N=n)
-  pred, corr = sampling._pc_steps(sde, score_fn, predictor, corrector, snr, n_steps_each,
-                                  probability_flow)
   impose = _imposer(sde, known, mask, basis)
 
   def constrain(step, after_move: bool):
@@ -126,54 +128,53 @@ def constrained_pc(key: Array, score_fn, sde: sde_lib.SDE, known: Array, mask: A
       return impose(k_known, x, x_mean, t_next if after_move else t)
     return wrapped
 
+  x, nfe = sampling.pc_driver(key, score_fn, sde, x_init, grid, wrap_step=constrain, **options)
+  return _put(x, known, mask, basis), nfe
+
+
+def constrained_pc(key: Array, score_fn, sde: sde_lib.SDE, known: Array, mask: Array, *,
+                   basis: Basis = IDENTITY, eps: float = 1e-3, num_steps: int | None = None,
+                   **options):
+  """`constrained_pc_driver` from `constrained_prior` on `sampling.time_grid(sde, eps, N)`."""
   init_key, key = jax.random.split(key)
-  k_prior, k_known = jax.random.split(init_key)
-  x = sde.prior_sampling(k_prior, known.shape)
-  x, _ = impose(k_known, x, x, jnp.full((known.shape[0],), sde.T))
-  x, x_mean = sampling.pc_loop(key, x, constrain(pred, True), constrain(corr, False),
-                               sampling.time_grid(sde, eps, n), progress_every)
-  out = x_mean if denoise else x
-  return _put(out, known, mask, basis), sampling.pc_nfe(n, predictor, corrector, n_steps_each)
+  return constrained_pc_driver(key, score_fn, sde, constrained_prior(init_key, sde, known, mask,
+                                                                     basis),
+                               sampling.time_grid(sde, eps, num_steps or sde.N), known=known,
+                               mask=mask, basis=basis, **options)
 
 
-def constrained_ald_ncsn(key: Array, score_fn, sde: sde_lib.SDE, known: Array, mask: Array,
-                         *, basis: Basis = IDENTITY, n_steps_each: int, step_lr: float,
-                         denoise: bool = False, init: str = 'uniform', progress_every: int = 0):
+def constrained_ald_ncsn_driver(key: Array, score_fn, sde: sde_lib.SDE, x_init: Array,
+                                grid: Array, *, known: Array, mask: Array,
+                                basis: Basis = IDENTITY, **options):
   """NCSN v1 inpainting (Song & Ermon 2019, App. B): Algorithm 1 with the known part
   replaced by known + sigma_i z (one draw per level) before and after each step.
 
-  Steps are the paper's x + alpha_i/2 s + sqrt(alpha_i) z, as `sampling.annealed_langevin_ncsn`
-  (ermongroup/ncsn's code steps with eps = alpha_i, twice the paper's).
+  Steps are the paper's x + alpha_i/2 s + sqrt(alpha_i) z, as `sampling.ald_ncsn_driver`
+  (ermongroup/ncsn's code steps with eps = alpha_i, twice the paper's), whose loop this is.
 
-  Args: as `constrained_pc` and `sampling.annealed_langevin_ncsn`.
+  Args: x_init, grid and options as `sampling.ald_ncsn_driver`; known, mask, basis as
+    `constrained_pc_driver`.
   Returns:
     x [B, ...] with to(x) = known exactly where mask, and the NFE L T (+1 with denoise).
   """
-  sampling._check_ncsn_sde(sde)
-  sigmas, times, step_sizes = sampling.ncsn_ladder(sde, step_lr)
-  vec = lambda s: jnp.full((known.shape[0],), s)
 
-  def level(x, inputs):
-    i, k, t, sigma, alpha = inputs
-    sampling.log_progress(i, sde.N, progress_every, 'annealed Langevin level')
-    k_known, k_steps = jax.random.split(k)
-    noisy = known + sigma * jax.random.normal(k_known, known.shape)
+  def level_constraint(k, sigma):
+    noisy = known + bcast(sigma, known) * jax.random.normal(k, known.shape)
+    return lambda x: _put(x, noisy, mask, basis)
 
-    def one(x, k):
-      z = jax.random.normal(k, x.shape)
-      x = sampling.langevin_update(x, score_fn(x, vec(t)), z, alpha / 2.)[0]
-      return _put(x, noisy, mask, basis), None
+  x, nfe = sampling.ald_ncsn_driver(key, score_fn, sde, x_init, grid,
+                                    level_constraint=level_constraint, **options)
+  return _put(x, known, mask, basis), nfe
 
-    x = _put(x, noisy, mask, basis)
-    return jax.lax.scan(one, x, jax.random.split(k_steps, n_steps_each))[0], None
 
+def constrained_ald_ncsn(key: Array, score_fn, sde: sde_lib.SDE, known: Array, mask: Array,
+                         *, basis: Basis = IDENTITY, init: str = 'uniform', **options):
+  """`constrained_ald_ncsn_driver` from a `sampling.INITS` draw on `sampling.ncsn_grid(sde)`."""
+  draw_init = lookup(sampling.INITS, init, 'init')
   init_key, key = jax.random.split(key)
-  x = lookup(sampling.INITS, init, 'init')(init_key, known.shape, sde)
-  x, _ = jax.lax.scan(level, x, (jnp.arange(sde.N), jax.random.split(key, sde.N), times,
-                                 sigmas, step_sizes))
-  if denoise:   # Tweedie at sigma_L
-    x = sde.ve_denoise(score_fn, x, vec(sigmas[-1]))
-  return _put(x, known, mask, basis), sampling.ald_ncsn_nfe(sde.N, n_steps_each, denoise)
+  return constrained_ald_ncsn_driver(key, score_fn, sde, draw_init(init_key, known.shape, sde),
+                                     sampling.ncsn_grid(sde), known=known, mask=mask,
+                                     basis=basis, **options)
 
 
 def gray_constraint(gray: Array) -> tuple[Array, Array]:
@@ -224,23 +225,36 @@ def load_mask(config, h: int, w: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- modes
 
+def _recipe(s, sde, default_progress):
+  """--mode sample's recipe (`sampling.RECIPES`: validation, options, grid, NFE), with
+  progress logged by default here (`default_progress(N)` steps; --mode sample is
+  silent unless asked): deliberately, as these modes are one long jitted call."""
+  r = sampling.RECIPES[s.method](s, sde)
+  progress = s.progress_every or default_progress(r.num_steps)
+  return r, {**r.options, 'progress_every': progress}
+
+
 def _pc_from_config(s, sde):
-  n = s.num_steps or sde.N
-  sampling._pc_steps(dataclasses.replace(sde, N=n), None, s.predictor, s.corrector, s.snr,
-                     s.n_steps_each, s.probability_flow)   # a bad pair fails here
-  return functools.partial(
-      constrained_pc, sde=sde, predictor=s.predictor, corrector=s.corrector, snr=s.snr,
-      n_steps_each=s.n_steps_each, probability_flow=s.probability_flow,
-      denoise=s.noise_removal, eps=s.eps, num_steps=n,
-      progress_every=s.progress_every or max(1, n // 10))
+  r, options = _recipe(s, sde, lambda n: max(1, n // 10))
+
+  def sampler(key, score_fn, known, mask, basis=IDENTITY):
+    init_key, key = jax.random.split(key)
+    return constrained_pc_driver(key, score_fn, sde,
+                                 constrained_prior(init_key, sde, known, mask, basis), r.grid(),
+                                 known=known, mask=mask, basis=basis, **options)
+
+  return sampler
 
 
 def _ald_ncsn_from_config(s, sde):
-  sampling._check_ncsn_sde(sde)
-  sde = dataclasses.replace(sde, N=s.num_steps or sde.N)
-  return functools.partial(constrained_ald_ncsn, sde=sde, n_steps_each=s.n_steps_each,
-                           step_lr=s.step_lr, denoise=s.noise_removal,
-                           progress_every=s.progress_every or 1)
+  r, options = _recipe(s, sde, lambda n: 1)
+
+  def sampler(key, score_fn, known, mask, basis=IDENTITY):
+    init_key, key = jax.random.split(key)
+    return constrained_ald_ncsn_driver(key, score_fn, sde, r.init(init_key, known.shape),
+                                       r.grid(), known=known, mask=mask, basis=basis, **options)
+
+  return sampler
 
 
 METHODS = {'pc': _pc_from_config, 'ald_ncsn': _ald_ncsn_from_config}

@@ -8,7 +8,7 @@ grad_{x_hat} log p = alpha(t) score_fn(alpha(t) x_hat, t) at t = sde.t_from_ve_s
 (`sde.ve_score`).
 So a VE, VP or sub-VP model samples the same marginals with the same algorithm.
 
-Start and end noise levels are arguments and may be per sample ([B]), so a chain
+The noise levels are an argument and may be per sample ([N + 1, B]), so a chain
 state (x_n, sigma_n) of DMCMC can be finished from its own sigma_n.
 """
 from __future__ import annotations
@@ -43,24 +43,23 @@ def ve_denoiser(sde: sde_lib.SDE, score_fn):
   return lambda x_hat, sigma: sde.ve_denoise(score_fn, x_hat, sigma)
 
 
-def edm_sample(key: Array, score_fn, sde: sde_lib.SDE, x_init: Array, *, sigma_max,
-               sigma_min, num_steps: int, rho: float = 7., s_churn: float = 0.,
-               s_noise: float = 1., s_tmin: float = 0., s_tmax: float = float('inf'),
-               heun: bool = True) -> tuple[Array, int]:
-  """Karras et al. 2022 Algorithm 2 (Algorithm 1 when s_churn = 0).
+def edm_sample(key: Array, score_fn, sde: sde_lib.SDE, x_init: Array, grid: Array, *,
+               s_churn: float = 0., s_noise: float = 1., s_tmin: float = 0.,
+               s_tmax: float = float('inf'), heun: bool = True) -> tuple[Array, int]:
+  """Karras et al. 2022 Algorithm 2 (Algorithm 1 when s_churn = 0); a `sampling` driver.
 
   Args:
-    x_init: the starting state in the VE view, x_hat ~ p_{sigma_max} ([B, ...]);
-      for a fresh sample, sigma_max * N(0, I).
-    sigma_max, sigma_min: scalars or per-sample [B].
+    x_init: the starting state in the VE view, x_hat ~ p_{grid[0]} ([B, ...]);
+      for a fresh sample, grid[0] * N(0, I).
+    grid: the levels sigma_0 > ... > sigma_{N-1} > 0, then 0: [N + 1] or per sample
+      [N + 1, B], e.g. `karras_sigmas`.
     heun: the 2nd-order correction (off: Euler).
   Returns:
     Samples [B, ...] (sigma = 0, where the VE view equals data space) and the NFE:
     N with Euler, 2N - 1 with Heun (no correction on the last step to sigma = 0).
   """
-  b = x_init.shape[0]
-  sigmas = jnp.broadcast_to(karras_sigmas(sigma_max, sigma_min, num_steps, rho).reshape(
-      num_steps + 1, -1), (num_steps + 1, b))
+  b, num_steps = x_init.shape[0], grid.shape[0] - 1
+  sigmas = jnp.broadcast_to(grid.reshape(num_steps + 1, -1), (num_steps + 1, b))
   denoise = ve_denoiser(sde, score_fn)
   gamma_max = min(s_churn / num_steps, 2 ** 0.5 - 1)
 

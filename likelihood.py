@@ -22,7 +22,7 @@ import numpy as np
 
 import sde_lib
 from errors import lookup
-from sampling import pf_ode_drift, solve_ode
+from ode import pf_ode_drift, solve_ode
 
 Array = jax.Array
 

@@ -1,4 +1,4 @@
-"""Samplers: small pure step functions composed by `lax.scan`.
+"""Samplers: small pure step functions composed by `lax.scan`, run by drivers.
 
 A predictor and a corrector share one signature:
 
@@ -9,17 +9,22 @@ taken from the grid itself; score_sde uses dt = -1/N, which disagrees with its
 own grid of N points on [eps, T] by a factor (T - eps) N / (N - 1)).
 Any `score_fn(x, t)` works, including the exact ones in `tests/exact.py`.
 
-Two drivers turn steps into samplers: `pc_sample` (Song et al. 2021, PC) and
-`annealed_langevin_ncsn` (Song & Ermon 2019, NCSN v1). `get_sampler` picks one
-from `config.sampling.method` (the `SAMPLERS` registry).
+Every driver (k-diffusion style: the start and the schedule are arguments) is
+
+    driver(key, score_fn, sde, x_init [B, ...], grid, **options) -> (x, nfe)
+
+with grid [N + 1] or per sample [N + 1, B]: N steps from grid[0] to grid[N], in
+the driver's own coordinate: time t for `pc_driver`, the VE-view sigma for
+`ald_ncsn_driver` and `edm.edm_sample` (their last point, 0, is the denoising
+jump). `controllable.py`'s constrained drivers and DMCMC's finishers are these
+on their own grids. `get_sampler` binds `config.sampling` through `RECIPES`,
+which `controllable.py` shares. The PF ODE's sampler and driver are in `ode.py`.
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
-from typing import Callable
+from typing import Callable, NamedTuple
 
-import diffrax
 import jax
 import jax.numpy as jnp
 from absl import logging
@@ -27,6 +32,7 @@ from absl import logging
 import edm
 import sde_lib
 from errors import ConfigError, lookup
+from ode import SOLVERS, ode_sample
 from sde_lib import bcast
 
 Array = jax.Array
@@ -174,8 +180,8 @@ CORRECTORS = {'langevin': langevin, 'ald': ald, 'none': no_corrector}
 # ----------------------------------------------------------------------------- PC driver
 
 def time_grid(sde: sde_lib.SDE, eps: float, num_steps: int) -> Array:
-  """N points from T down to eps: [N]."""
-  return jnp.linspace(sde.T, eps, num_steps)
+  """N points from T down to eps, then 0, where the last predictor step ends: [N + 1]."""
+  return jnp.concatenate([jnp.linspace(sde.T, eps, num_steps), jnp.zeros((1,))])
 
 
 def _pc_steps(sde, score_fn, predictor, corrector, snr, n_steps_each, probability_flow):
@@ -190,58 +196,74 @@ def _pc_steps(sde, score_fn, predictor, corrector, snr, n_steps_each, probabilit
   return pred, corr
 
 
-def pc_sample(key: Array, score_fn, sde: sde_lib.SDE, shape: tuple[int, ...], *,
-              predictor: str = 'euler_maruyama', corrector: str = 'none', snr: float = 0.16,
-              n_steps_each: int = 1, probability_flow: bool = False, denoise: bool = True,
-              eps: float = 1e-3, num_steps: int | None = None,
-              progress_every: int = 0) -> tuple[Array, int]:
-  """Predictor-corrector sampling (Song et al. 2021, Algorithm 1 / 2).
+def pc_driver(key: Array, score_fn, sde: sde_lib.SDE, x_init: Array, grid: Array, *,
+              predictor: str = 'euler_maruyama', corrector: str | None = 'none',
+              snr: float = 0.16, n_steps_each: int = 1, probability_flow: bool = False,
+              denoise: bool = True, progress_every: int = 0,
+              wrap_step: Callable[[Step, bool], Step] | None = None) -> tuple[Array, int]:
+  """Predictor-corrector sampling (Song et al. 2021, Algorithm 1 / 2) from x_init.
 
-  Each grid point runs the corrector then the predictor, as score_sde does.
+  Each grid point runs the corrector then the predictor, as score_sde does. The
+  discrete predictors and correctors step along the grid's own N-level ladder.
 
   Args:
-    shape: global sample shape [B, ...].
-    denoise: return the mean of the last predictor step (no noise added at eps).
+    x_init: [B, ...] at grid[0], e.g. a prior draw.
+    grid: times [N + 1] or per sample [N + 1, B], e.g. `time_grid`.
+    corrector: a CORRECTORS name, or None for no corrector stage at all, in which
+      each step's key goes to the predictor as is (DMCMC's finishers). 'none' is a
+      step that takes its share of the key, so PC's noise stays the same.
+    denoise: return the mean of the last predictor step (no noise added at the end).
     progress_every: log "step i/N" every this many steps (0: silent).
+    wrap_step: None, or wrap_step(step, moves) -> step, applied to the predictor
+      (moves=True: it ends at t_next) and the corrector (False): `controllable.py`.
   Returns:
     Samples [B, ...] and the number of score evaluations (a Python int).
   """
-  n = num_steps or sde.N
-  # The discrete predictors/correctors step along the sampler's own N-level grid.
+  n = grid.shape[0] - 1
   # score_fn keeps the SDE it was built with, so discrete models keep their labels.
   sde = dataclasses.replace(sde, N=n)
-  pred, corr = _pc_steps(sde, score_fn, predictor, corrector, snr, n_steps_each,
+  pred, corr = _pc_steps(sde, score_fn, predictor, corrector or 'none', snr, n_steps_each,
                          probability_flow)
-  init_key, key = jax.random.split(key)
-  x, x_mean = pc_loop(key, sde.prior_sampling(init_key, shape), pred, corr,
-                      time_grid(sde, eps, n), progress_every)
+  if wrap_step is not None:
+    pred, corr = wrap_step(pred, True), wrap_step(corr, False)
+  x, x_mean = pc_loop(key, x_init, pred, None if corrector is None else corr, grid,
+                      progress_every)
   return (x_mean if denoise else x), pc_nfe(n, predictor, corrector, n_steps_each)
 
 
-def pc_loop(key: Array, x: Array, pred: Step, corr: Step, grid: Array,
+def pc_sample(key: Array, score_fn, sde: sde_lib.SDE, shape: tuple[int, ...], *,
+              eps: float = 1e-3, num_steps: int | None = None, **options) -> tuple[Array, int]:
+  """`pc_driver` from a prior draw [B, ...] = shape on `time_grid(sde, eps, num_steps)`."""
+  init_key, key = jax.random.split(key)
+  return pc_driver(key, score_fn, sde, sde.prior_sampling(init_key, shape),
+                   time_grid(sde, eps, num_steps or sde.N), **options)
+
+
+def pc_loop(key: Array, x: Array, pred: Step, corr: Step | None, grid: Array,
             progress_every: int = 0) -> tuple[Array, Array]:
-  """The PC loop from x at grid[0]: corrector then predictor at each point of `grid` [N].
+  """The PC loop from x at grid[0]: at step i, the corrector at grid[i], then the
+  predictor from grid[i] to grid[i + 1].
 
-  The last predictor step ends at t = 0. Constrained samplers (`controllable.py`)
-  run this same loop with wrapped steps.
-
+  Args:
+    grid: [N + 1] or per sample [N + 1, B].
+    corr: None: no corrector stage; each step's key goes to the predictor as is.
   Returns:
     x and the mean of the last predictor step (both like x).
   """
-  n = grid.shape[0]
-  t_next = jnp.concatenate([grid[1:], jnp.zeros((1,))])
-  vec = lambda s: jnp.full((x.shape[0],), s)
+  n = grid.shape[0] - 1
+  vec = lambda s: jnp.broadcast_to(s, (x.shape[0],))
 
   def body(carry, inputs):
     x, _ = carry
     i, k, t, tn = inputs
     log_progress(i, n, progress_every, 'PC sampling')
-    kc, kp = jax.random.split(k)
-    x, _ = corr(kc, x, vec(t), vec(tn))
-    x, x_mean = pred(kp, x, vec(t), vec(tn))
+    if corr is not None:
+      kc, k = jax.random.split(k)
+      x, _ = corr(kc, x, vec(t), vec(tn))
+    x, x_mean = pred(k, x, vec(t), vec(tn))
     return (x, x_mean), None
 
-  inputs = (jnp.arange(n), jax.random.split(key, n), grid, t_next)
+  inputs = (jnp.arange(n), jax.random.split(key, n), grid[:-1], grid[1:])
   (x, x_mean), _ = jax.lax.scan(body, (x, x), inputs)
   return x, x_mean
 
@@ -261,9 +283,9 @@ def log_progress(i: Array, n: int, every: int, what: str) -> None:
                lambda: None)
 
 
-def pc_nfe(num_steps: int, predictor: str, corrector: str, n_steps_each: int) -> int:
+def pc_nfe(num_steps: int, predictor: str, corrector: str | None, n_steps_each: int) -> int:
   """Score evaluations of a PC run: one per predictor step, n_steps_each per corrector."""
-  return num_steps * ((predictor != 'none') + (corrector != 'none') * n_steps_each)
+  return num_steps * ((predictor != 'none') + (corrector not in (None, 'none')) * n_steps_each)
 
 
 # ----------------------------------------------------------------------------- NCSN v1
@@ -274,60 +296,79 @@ INITS = {
 }
 
 
-def annealed_langevin_ncsn(key: Array, score_fn, sde: sde_lib.SDE, shape: tuple[int, ...], *,
-                           n_steps_each: int, step_lr: float, denoise: bool = False,
-                           init: str = 'uniform', progress_every: int = 0) -> tuple[Array, int]:
-  """Annealed Langevin dynamics, Song & Ermon 2019, Algorithm 1.
+def ncsn_grid(sde: sde_lib.SDE) -> Array:
+  """NCSN v1's levels sigma_1 > ... > sigma_L, then 0: [L + 1].
 
-      x_0 ~ U[0, 1]
+  The L = sde.N levels are the VE SDE's geometric ladder (`sde.discrete_sigmas`,
+  reversed), so NCSN v1's 1 -> 0.01, L = 10 is VESDE(sigma_max=1, sigma_min=0.01, N=10).
+  """
+  return jnp.concatenate([sde.discrete_sigmas[::-1], jnp.zeros((1,))])
+
+
+def ald_ncsn_driver(key: Array, score_fn, sde: sde_lib.SDE, x_init: Array, grid: Array, *,
+                    n_steps_each: int, step_lr: float, denoise: bool = False,
+                    progress_every: int = 0, level_constraint=None) -> tuple[Array, int]:
+  """Annealed Langevin dynamics, Song & Ermon 2019, Algorithm 1, from x_init.
+
       for i = 1..L:  alpha_i = step_lr sigma_i^2 / sigma_L^2
         for t = 1..T:  x <- x + alpha_i / 2 s(x, sigma_i) + sqrt(alpha_i) z
       (denoise, NCSNv2's final step:  x <- x + sigma_L^2 s(x, sigma_L))
 
-  The L = sde.N noise levels sigma_1 > ... > sigma_L are the VE SDE's geometric
-  ladder (`sde.discrete_sigmas`, reversed), so NCSN v1's 1 -> 0.01, L = 10 is
-  VESDE(sigma_max=1, sigma_min=0.01, N=10). The score at sigma_i is
-  score_fn(x, t_i) with t_i = sde.t_from_ve_sigma(sigma_i): sigma(t_i) = sigma_i,
-  and a discrete model's score_fn labels it as score_sde does (models/utils.py).
+  The score at sigma_i is score_fn(x, t_i) with t_i = sde.t_from_ve_sigma(sigma_i):
+  sigma(t_i) = sigma_i, and a discrete model's score_fn labels it as score_sde
+  does (models/utils.py).
 
   Args:
-    shape: global sample shape [B, ...].
+    x_init: [B, ...], e.g. U[0, 1] (the paper's; `INITS`).
+    grid: [L + 1] or per sample [L + 1, B]: sigma_1 > ... > sigma_L, then 0 (`ncsn_grid`).
     n_steps_each: T, Langevin steps per noise level.
     step_lr: the paper's epsilon (2e-5).
-    init: 'uniform' (the paper's U[0, 1]) or 'prior' (N(0, sigma_1^2 I)).
     progress_every: log "step i/L" every this many noise levels (0: silent).
+    level_constraint: None, or level_constraint(key, sigma_i) -> put, with put(x) -> x
+      applied before a level's first step and after each (NCSN inpainting,
+      `controllable.py`); its key is split off the level's.
   Returns:
     Samples [B, ...] and the number of score evaluations, L T (+1 with denoise).
   """
   _check_ncsn_sde(sde)
-  draw_init = lookup(INITS, init, 'init')
-  sigmas, times, step_sizes = ncsn_ladder(sde, step_lr)
-  vec = lambda s: jnp.full((shape[0],), s)
+  sigmas = grid[:-1]
+  times, step_sizes = sde.t_from_ve_sigma(sigmas), step_lr * sigmas ** 2 / sigmas[-1] ** 2
+  num_levels = sigmas.shape[0]
+  vec = lambda s: jnp.broadcast_to(s, (x_init.shape[0],))
 
   def level(x, inputs):
-    i, k, t, alpha = inputs
-    log_progress(i, sde.N, progress_every, 'annealed Langevin level')
+    i, k, t, sigma, alpha = inputs
+    log_progress(i, num_levels, progress_every, 'annealed Langevin level')
+    put = lambda x: x
+    if level_constraint is not None:
+      k_put, k = jax.random.split(k)
+      put = level_constraint(k_put, sigma)
+      x = put(x)
 
     def one(x, k):
       # x + alpha/2 s + sqrt(alpha) z is a Langevin update with eps = alpha / 2.
       z = jax.random.normal(k, x.shape)
-      return langevin_update(x, score_fn(x, vec(t)), z, alpha / 2.)[0], None
+      return put(langevin_update(x, score_fn(x, vec(t)), z, alpha / 2.)[0]), None
 
     return jax.lax.scan(one, x, jax.random.split(k, n_steps_each))[0], None
 
+  x, _ = jax.lax.scan(level, x_init, (jnp.arange(num_levels), jax.random.split(key, num_levels),
+                                      times, sigmas, step_sizes))
+  if denoise:
+    x = sde.ve_denoise(score_fn, x, vec(sigmas[-1]))   # Tweedie at sigma_L
+  return x, ald_ncsn_nfe(num_levels, n_steps_each, denoise)
+
+
+def annealed_langevin_ncsn(key: Array, score_fn, sde: sde_lib.SDE, shape: tuple[int, ...], *,
+                           init: str = 'uniform', **options) -> tuple[Array, int]:
+  """`ald_ncsn_driver` from an `INITS` draw ([B, ...] = shape) on `ncsn_grid(sde)`.
+
+  init: 'uniform' (the paper's U[0, 1]) or 'prior' (N(0, sigma_1^2 I)).
+  """
+  draw_init = lookup(INITS, init, 'init')
   init_key, key = jax.random.split(key)
-  x = draw_init(init_key, shape, sde)
-  x, _ = jax.lax.scan(level, x, (jnp.arange(sde.N), jax.random.split(key, sde.N), times,
-                                 step_sizes))
-  if denoise:   # Tweedie at sigma_L
-    x = sde.ve_denoise(score_fn, x, vec(sigmas[-1]))
-  return x, ald_ncsn_nfe(sde.N, n_steps_each, denoise)
-
-
-def ncsn_ladder(sde: sde_lib.SDE, step_lr: float) -> tuple[Array, Array, Array]:
-  """NCSN v1's levels sigma_1 > ... > sigma_L, their times t_i and alpha_i: [L] each."""
-  sigmas = sde.discrete_sigmas[::-1]
-  return sigmas, sde.t_from_ve_sigma(sigmas), step_lr * sigmas ** 2 / sigmas[-1] ** 2
+  return ald_ncsn_driver(key, score_fn, sde, draw_init(init_key, shape, sde), ncsn_grid(sde),
+                         **options)
 
 
 def _check_ncsn_sde(sde: sde_lib.SDE) -> None:
@@ -337,123 +378,80 @@ def _check_ncsn_sde(sde: sde_lib.SDE) -> None:
 
 
 def ald_ncsn_nfe(num_levels: int, n_steps_each: int, denoise: bool) -> int:
-  """Score evaluations of `annealed_langevin_ncsn`: L T, plus one to denoise."""
+  """Score evaluations of `ald_ncsn_driver`: L T, plus one to denoise."""
   return num_levels * n_steps_each + int(denoise)
-
-
-# ----------------------------------------------------------------------------- PF ODE
-
-# name -> (diffrax solver, score evaluations per attempted step, evaluations at the start).
-# Dopri5/Tsit5/Bosh3 are FSAL: the last stage of a step is the first of the next.
-SOLVERS = {
-    'dopri5': (diffrax.Dopri5, 6, 1),
-    'tsit5': (diffrax.Tsit5, 6, 1),
-    'bosh3': (diffrax.Bosh3, 3, 1),
-    'heun': (diffrax.Heun, 2, 0),
-}
-
-
-def pf_ode_drift(sde: sde_lib.SDE, score_fn):
-  """f~(x, t) = f - g^2 score / 2 of the probability-flow ODE (Eq. 13), scalar t."""
-  rsde = sde.reverse(score_fn, probability_flow=True)
-  return lambda x, t: rsde.sde(x, jnp.full((x.shape[0],), t))[0]
-
-
-def solve_ode(vector_field, y0, t0: float, t1: float, *, rtol: float, atol: float,
-              method: str, max_steps: int = 16384):
-  """Adaptive diffrax solve of dy/dt = vector_field(t, y) from t0 to t1 (either direction).
-
-  Returns:
-    y(t1) and the number of vector-field evaluations (a scalar array).
-  """
-  solver_cls, per_step, at_start = lookup(SOLVERS, method, 'sampling.ode_method')
-  sol = diffrax.diffeqsolve(
-      diffrax.ODETerm(lambda t, y, args: vector_field(t, y)), solver_cls(), t0=t0, t1=t1,
-      dt0=None, y0=y0, stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-      max_steps=max_steps)
-  return jax.tree.map(lambda y: y[-1], sol.ys), at_start + per_step * sol.stats['num_steps']
-
-
-def tweedie_denoise(sde: sde_lib.SDE, score_fn, x: Array, t: Array) -> Array:
-  """E[x0 | x_t] by Tweedie's formula (`sde.tweedie`): one score evaluation."""
-  return sde.tweedie(score_fn, x, t)
-
-
-def ode_sample(key: Array, score_fn, sde: sde_lib.SDE, shape: tuple[int, ...], *,
-               z: Array | None = None, eps: float = 1e-3, rtol: float = 1e-5,
-               atol: float = 1e-5, method: str = 'dopri5', denoise: bool = False):
-  """Samples (or decodes a latent z) by the probability-flow ODE from T to eps (Sec. 4.3).
-
-  Returns:
-    x [B, ...] and the NFE (a scalar array: the solver is adaptive).
-  """
-  x = sde.prior_sampling(key, shape) if z is None else z
-  drift = pf_ode_drift(sde, score_fn)
-  x, nfe = solve_ode(lambda t, y: drift(y, t), x, sde.T, eps,
-                     rtol=rtol, atol=atol, method=method)
-  if denoise:
-    x, nfe = tweedie_denoise(sde, score_fn, x, jnp.full((x.shape[0],), eps)), nfe + 1
-  return x, nfe
-
-
-def ode_encode(score_fn, sde: sde_lib.SDE, x: Array, *, eps: float = 1e-3, rtol: float = 1e-5,
-               atol: float = 1e-5, method: str = 'dopri5'):
-  """Data -> latent: the PF ODE from eps to T. `ode_sample(z=...)` inverts it."""
-  drift = pf_ode_drift(sde, score_fn)
-  return solve_ode(lambda t, y: drift(y, t), x, eps, sde.T,
-                   rtol=rtol, atol=atol, method=method)
 
 
 # ----------------------------------------------------------------------------- from config
 
-def _pc_from_config(s, sde: sde_lib.SDE, shape):
+class Recipe(NamedTuple):
+  """A driver with `config.sampling` bound; grid() is called inside the traced sampler."""
+  driver: Callable        # driver(key, score_fn, sde, x_init, grid, **options) -> (x, nfe)
+  init: Callable          # init(key, shape) -> x_init, the driver's usual start
+  grid: Callable          # grid() -> [N + 1]
+  options: dict
+  nfe: int
+  num_steps: int
+
+
+def _pc_recipe(s, sde: sde_lib.SDE) -> Recipe:
   n = s.num_steps or sde.N
   # Building the steps is cheap and pure; doing it now (with no score) makes an
   # impossible SDE/step pair a ConfigError here rather than at trace time.
   _pc_steps(dataclasses.replace(sde, N=n), None, s.predictor, s.corrector, s.snr,
             s.n_steps_each, s.probability_flow)
-  sampler = functools.partial(
-      pc_sample, sde=sde, shape=shape, predictor=s.predictor, corrector=s.corrector,
-      snr=s.snr, n_steps_each=s.n_steps_each, probability_flow=s.probability_flow,
-      denoise=s.noise_removal, eps=s.eps, num_steps=n,
-      progress_every=s.get('progress_every', 0))
-  return sampler, pc_nfe(n, s.predictor, s.corrector, s.n_steps_each)
+  options = dict(predictor=s.predictor, corrector=s.corrector, snr=s.snr,
+                 n_steps_each=s.n_steps_each, probability_flow=s.probability_flow,
+                 denoise=s.noise_removal, progress_every=s.get('progress_every', 0))
+  eps = s.eps   # read now: the config may change after the sampler is built
+  return Recipe(pc_driver, sde.prior_sampling, lambda: time_grid(sde, eps, n), options,
+                pc_nfe(n, s.predictor, s.corrector, s.n_steps_each), n)
 
 
-def _ald_ncsn_from_config(s, sde: sde_lib.SDE, shape):
+def _ald_ncsn_recipe(s, sde: sde_lib.SDE) -> Recipe:
   _check_ncsn_sde(sde)
-  sde = dataclasses.replace(sde, N=s.num_steps or sde.N)   # L levels on the model's range
-  sampler = functools.partial(
-      annealed_langevin_ncsn, sde=sde, shape=shape, n_steps_each=s.n_steps_each,
-      step_lr=s.step_lr, denoise=s.noise_removal, progress_every=s.get('progress_every', 0))
-  return sampler, ald_ncsn_nfe(sde.N, s.n_steps_each, s.noise_removal)
+  ladder = dataclasses.replace(sde, N=s.num_steps or sde.N)   # L levels on the model's range
+  options = dict(n_steps_each=s.n_steps_each, step_lr=s.step_lr, denoise=s.noise_removal,
+                 progress_every=s.get('progress_every', 0))
+  return Recipe(ald_ncsn_driver, lambda key, shape: INITS['uniform'](key, shape, sde),
+                lambda: ncsn_grid(ladder), options,
+                ald_ncsn_nfe(ladder.N, s.n_steps_each, s.noise_removal), ladder.N)
 
 
-def _ode_from_config(s, sde: sde_lib.SDE, shape):
-  lookup(SOLVERS, s.ode_method, 'sampling.ode_method')
-  sampler = functools.partial(ode_sample, sde=sde, shape=shape, eps=s.eps, rtol=s.rtol,
-                              atol=s.atol, method=s.ode_method, denoise=s.noise_removal)
-  return sampler, None   # adaptive: the NFE is known only after the solve
-
-
-def _edm_from_config(s, sde: sde_lib.SDE, shape):
+def _edm_recipe(s, sde: sde_lib.SDE) -> Recipe:
   """Karras et al.'s sampler over the SDE's VE-view range [ve_sigma(eps), ve_sigma(T)]."""
   n = s.num_steps or sde.N
   sigma_max = float(sde.ve_sigma(jnp.asarray(sde.T)))
   sigma_min = float(sde.ve_sigma(jnp.asarray(s.eps)))
+  options = dict(s_churn=s.s_churn, s_noise=s.s_noise, s_tmin=s.s_tmin, s_tmax=s.s_tmax)
+  rho = s.rho
+  return Recipe(edm.edm_sample,
+                lambda key, shape: sigma_max * jax.random.normal(key, shape),  # VE view of p_T
+                lambda: edm.karras_sigmas(sigma_max, sigma_min, n, rho), options, 2 * n - 1, n)
 
-  def sampler(key, score_fn):
+
+RECIPES = {'pc': _pc_recipe, 'ald_ncsn': _ald_ncsn_recipe, 'edm': _edm_recipe}
+
+
+def _from_recipe(s, sde: sde_lib.SDE, shape):
+  r = RECIPES[s.method](s, sde)
+
+  def sample(key, score_fn):
     init_key, key = jax.random.split(key)
-    x = sigma_max * jax.random.normal(init_key, shape)   # the VE view of the prior
-    return edm.edm_sample(key, score_fn, sde, x, sigma_max=sigma_max, sigma_min=sigma_min,
-                          num_steps=n, rho=s.rho, s_churn=s.s_churn, s_noise=s.s_noise,
-                          s_tmin=s.s_tmin, s_tmax=s.s_tmax)
+    return r.driver(key, score_fn, sde, r.init(init_key, shape), r.grid(), **r.options)
 
-  return sampler, 2 * n - 1
+  return sample, r.nfe
 
 
-SAMPLERS = {'pc': _pc_from_config, 'ald_ncsn': _ald_ncsn_from_config, 'ode': _ode_from_config,
-            'edm': _edm_from_config}
+def _ode_from_config(s, sde: sde_lib.SDE, shape):
+  lookup(SOLVERS, s.ode_method, 'sampling.ode_method')
+  kw = dict(eps=s.eps, rtol=s.rtol, atol=s.atol, method=s.ode_method, denoise=s.noise_removal)
+  sample = lambda key, score_fn: ode_sample(key, score_fn, sde, shape, **kw)
+  return sample, None   # adaptive: the NFE is known only after the solve
+
+
+SAMPLERS = {'pc': _from_recipe, 'ald_ncsn': _from_recipe, 'ode': _ode_from_config,
+            'edm': _from_recipe}
 
 
 def get_sampler(config, sde: sde_lib.SDE, shape: tuple[int, ...]):

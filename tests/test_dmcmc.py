@@ -218,6 +218,84 @@ def test_stochastic_finishers_recover_the_data_gaussian(sde, name):
   exact.assert_same_moments(out, ref, allowance=0.02)
 
 
+def _vp_np(t, b0=0.1, b1=20.):
+  """VP's beta(t), alpha(t), std(t) in float64, from Eq. 32-33 (independent of sde_lib)."""
+  alpha = np.exp(-0.25 * t ** 2 * (b1 - b0) - 0.5 * t * b0)
+  return b0 + t * (b1 - b0), alpha, np.sqrt(1. - alpha ** 2)
+
+
+def _vp_t_np(sigma, b0=0.1, b1=20.):
+  """t with std/alpha = sigma: the root of b0 t + (b1 - b0) t^2 / 2 = log(1 + sigma^2)."""
+  b = np.log1p(sigma ** 2)
+  return (-b0 + np.sqrt(b0 ** 2 + 2 * (b1 - b0) * b)) / (b1 - b0)
+
+
+@pytest.mark.parametrize('name', ['euler_maruyama', 'pf_ode_fixed', 'reverse_diffusion'])
+def test_fixed_step_finishers_are_their_update_on_each_samples_grid(name):
+  """Two steps on VP from per-sample sigma_n, then Tweedie, against the same update in
+  float64 numpy with the finisher's own normal draws (key i of split(key, 2) at step i):
+  EM / PF Euler on x_t = alpha x_hat, linear in t from t(sigma_n) to t(sigma_min);
+  reverse diffusion x + (s_i^2 - s_{i+1}^2) s + sqrt(.) z on the geometric sigma ladder of
+  the VE view. Data N(0.5, 0.7^2), exact score. float32 over 3 score calls: 1e-4 relative."""
+  m, s2, smin = 0.5, 0.49, 0.01
+  data = exact.gaussian(2, std=0.7, mean=m)
+  sig = np.array([0.02, 0.3, 2., 15.], np.float32)
+  x_hat = np.asarray(m + np.sqrt(s2 + sig ** 2)[:, None] * jax.random.normal(
+      jax.random.PRNGKey(1), (4, 2)), np.float64)
+  key = jax.random.PRNGKey(2)
+  out, nfe = jax.jit(integrators.get_finisher(name, VP, data.score_fn(VP), smin, 2))(
+      key, jnp.asarray(x_hat, jnp.float32), jnp.asarray(sig))
+  z = [np.asarray(jax.random.normal(k, (4, 2)), np.float64) for k in jax.random.split(key, 2)]
+  sig = sig.astype(np.float64)[:, None]
+  if name == 'reverse_diffusion':          # VE view: p_sigma = N(m, s^2 + sigma^2)
+    ladder = [sig, np.sqrt(sig * smin), np.full_like(sig, smin)]
+    x = x_hat
+    for i in range(2):
+      var = ladder[i] ** 2 - ladder[i + 1] ** 2
+      x = x - var * (x - m) / (s2 + ladder[i] ** 2) + np.sqrt(var) * z[i]
+    want = x - smin ** 2 * (x - m) / (s2 + smin ** 2)
+  else:                                    # t-space: p_t = N(alpha m, alpha^2 s^2 + std^2)
+    t0, t1 = _vp_t_np(sig), _vp_t_np(np.full_like(sig, smin))
+    ts = [t0, (t0 + t1) / 2, t1]
+    x = _vp_np(t0)[1] * x_hat
+    c = 0.5 if name == 'pf_ode_fixed' else 1.
+    for i in range(2):
+      beta, alpha, std = _vp_np(ts[i])
+      score = -(x - alpha * m) / (alpha ** 2 * s2 + std ** 2)
+      dt = ts[i + 1] - ts[i]
+      x = x + (-0.5 * beta * x - c * beta * score) * dt + (c == 1.) * np.sqrt(-beta * dt) * z[i]
+    beta, alpha, std = _vp_np(t1)
+    want = (x - std ** 2 * (x - alpha * m) / (alpha ** 2 * s2 + std ** 2)) / alpha
+  assert int(nfe) == 2
+  np.testing.assert_allclose(np.asarray(out, np.float64), want, rtol=0,
+                             atol=1e-4 * np.abs(want).max())
+
+
+def test_ve_reverse_diffusion_on_the_ve_ladder_is_the_pc_predictor():
+  """On a VE SDE's own ladder sigma_N > ... > sigma_1, then 0, the grid-driven step is
+  sampling.reverse_diffusion (which reads sigma_i and sigma_{i-1} off the SDE's N levels)
+  on the matching times, predictor only: the same maths and the same keys."""
+  import sampling
+  sde = sde_lib.VESDE(sigma_min=0.01, sigma_max=5., N=6)
+  score_fn = MIX.score_fn(sde)
+  ladder = jnp.concatenate([sde.discrete_sigmas[::-1], jnp.zeros((1,))])
+  times = jnp.concatenate([sde.t_from_ve_sigma(ladder[:-1]), jnp.zeros((1,))])
+  x0 = 5. * jax.random.normal(jax.random.PRNGKey(0), (64, 1))
+  key = jax.random.PRNGKey(1)
+  want, nfe_pc = sampling.pc_driver(key, score_fn, sde, x0, times, predictor='reverse_diffusion',
+                                    corrector=None, denoise=False)
+  got, nfe = integrators.ve_reverse_diffusion(key, score_fn, sde, x0, ladder)
+  assert nfe == nfe_pc == 6
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_misspelt_finisher_option_is_a_config_error():
+  """Each finisher takes the options it uses; one no finisher takes is an error naming it."""
+  with pytest.raises(ConfigError, match=r'dmcmc\.rhoo .*atol, method, rho, rtol, s_churn'):
+    integrators.get_finisher('edm_heun', VE, None, 0.01, 3, rhoo=7.)
+  integrators.get_finisher('edm_heun', VE, None, 0.01, 3, rho=7., rtol=1e-3)   # known: fine
+
+
 # ----------------------------------------------------------------------------- NFE
 
 def test_nfe_accounting_is_exact():

@@ -42,8 +42,8 @@ def test_edm_recovers_the_data_moments(sde, churn):
   n, sigma_max = 20_000, 40.
   k1, k2, k3 = jax.random.split(jax.random.PRNGKey(1), 3)
   x0 = DATA.sample(k1, n) + sigma_max * jax.random.normal(k2, (n, 2))
-  run = jax.jit(lambda k, x: edm.edm_sample(k, DATA.score_fn(sde), sde, x, sigma_max=sigma_max,
-                                            sigma_min=0.002, num_steps=64, s_churn=churn))
+  run = jax.jit(lambda k, x: edm.edm_sample(k, DATA.score_fn(sde), sde, x,
+                                            edm.karras_sigmas(sigma_max, 0.002, 64), s_churn=churn))
   x, nfe = run(k3, x0)
   assert nfe == 127
   exact.assert_same_moments(x, DATA.sample(jax.random.PRNGKey(2), n), allowance=0.03)
@@ -54,8 +54,7 @@ def test_per_sample_start_levels():
   sde = sde_lib.VESDE(sigma_min=0.002, sigma_max=80.)
   x0 = DATA.sample(jax.random.PRNGKey(3), 4)
   x, _ = edm.edm_sample(jax.random.PRNGKey(4), DATA.score_fn(sde), sde, x0,
-                        sigma_max=jnp.array([0.003, 0.003, 0.003, 0.003]), sigma_min=0.002,
-                        num_steps=3)
+                        edm.karras_sigmas(jnp.array([0.003, 0.003, 0.003, 0.003]), 0.002, 3))
   np.testing.assert_allclose(x, x0, atol=0.01)
 
 
@@ -93,7 +92,7 @@ def test_heun_converges_at_second_order():
     for n in ns:
       sigmas = np.asarray(edm.karras_sigmas(80., 0.002, n), np.float64)
       x, _ = jax.jit(lambda x: edm.edm_sample(jax.random.PRNGKey(0), data.score_fn(sde), sde, x,
-                                              sigma_max=80., sigma_min=0.002, num_steps=n))(x0)
+                                              edm.karras_sigmas(80., 0.002, n)))(x0)
       assert x.dtype == jnp.float64
       ref = (np.asarray(x0) * np.sqrt((s ** 2 + sigmas[-2] ** 2) / (s ** 2 + sigmas[0] ** 2))
              * s ** 2 / (s ** 2 + sigmas[-2] ** 2))

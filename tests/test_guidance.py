@@ -25,6 +25,7 @@ import pytest
 
 import edm
 import guidance
+import ode
 import sampling
 import sde_lib
 from errors import ConfigError
@@ -57,14 +58,14 @@ def draw(name: str, w: float, n_per_class: int, gmm=GMM, seed: int = 0, steps: i
     run = lambda k: sampling.pc_sample(k, score_fn, SDE, shape, eps=EPS, num_steps=steps,
                                        corrector='langevin', n_steps_each=n_steps_each)
   elif name == 'ode':
-    run = lambda k: sampling.ode_sample(k, score_fn, SDE, shape, eps=EPS, rtol=1e-4, atol=1e-4)
+    run = lambda k: ode.ode_sample(k, score_fn, SDE, shape, eps=EPS, rtol=1e-4, atol=1e-4)
   else:
     smax, smin = (float(SDE.ve_sigma(jnp.asarray(t))) for t in (SDE.T, EPS))
 
     def run(k):
       k1, k2 = jax.random.split(k)
       return edm.edm_sample(k2, score_fn, SDE, smax * jax.random.normal(k1, shape),
-                            sigma_max=smax, sigma_min=smin, num_steps=STEPS['edm'])
+                            edm.karras_sigmas(smax, smin, STEPS['edm']))
   return np.asarray(jax.jit(lambda k: run(k)[0])(key), np.float64), np.asarray(labels)
 
 

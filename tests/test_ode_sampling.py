@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import ode
 import sampling
 import sde_lib
 from configs.defaults import get_default_configs
@@ -20,8 +21,8 @@ def test_encode_then_decode_reconstructs(sde):
   score_fn = DATA.score_fn(sde)
   x = DATA.sample(jax.random.PRNGKey(0), 64)
   kw = dict(eps=1e-3, rtol=1e-6, atol=1e-6)
-  z, nfe_enc = jax.jit(lambda x: sampling.ode_encode(score_fn, sde, x, **kw))(x)
-  back, nfe_dec = jax.jit(lambda z: sampling.ode_sample(None, score_fn, sde, x.shape, z=z, **kw))(z)
+  z, nfe_enc = jax.jit(lambda x: ode.ode_encode(score_fn, sde, x, **kw))(x)
+  back, nfe_dec = jax.jit(lambda z: ode.ode_sample(None, score_fn, sde, x.shape, z=z, **kw))(z)
   np.testing.assert_allclose(back, x, atol=3e-3)
   assert int(nfe_enc) > 6 and int(nfe_dec) > 6
   # The latent is distributed as the prior: z is far from x and has the prior's scale.
@@ -39,7 +40,7 @@ def test_ode_maps_the_exact_p_T_to_the_data(sde):
   t1 = jnp.ones((n,))
   z = (DATA.sample(key1, n) * sde.alpha(t1)[:, None]
        + sde.marginal_std(t1)[:, None] * jax.random.normal(key2, (n, 2)))
-  x, nfe = jax.jit(lambda z: sampling.ode_sample(None, DATA.score_fn(sde), sde, z.shape, z=z,
+  x, nfe = jax.jit(lambda z: ode.ode_sample(None, DATA.score_fn(sde), sde, z.shape, z=z,
                                                  eps=1e-3, denoise=False))(z)
   exact.assert_same_moments(x, DATA.sample(jax.random.PRNGKey(3), n), allowance=0.01)
   assert int(nfe) > 6
@@ -51,7 +52,7 @@ def test_tweedie_is_the_posterior_mean_for_gaussian_data():
   t = jnp.full((5,), 0.3)
   x = jax.random.normal(jax.random.PRNGKey(4), (5, 3))
   a, std = sde.alpha(t)[:, None], sde.marginal_std(t)[:, None]
-  np.testing.assert_allclose(sampling.tweedie_denoise(sde, data.score_fn(sde), x, t),
+  np.testing.assert_allclose(sde.tweedie(data.score_fn(sde), x, t),
                              a * 0.36 * x / (a ** 2 * 0.36 + std ** 2), rtol=1e-5)
 
 
