@@ -81,7 +81,17 @@ def rel_err(a, b):
   return float(np.max(np.abs(np.asarray(a, np.float64) - b)) / np.max(np.abs(b)))
 
 
-@pytest.mark.parametrize('src', sorted(MANIFEST))
+# Default tier: one fixture per reader and architecture, discrete and continuous labels
+# (torch NCSNv2, NCSN++ continuous, DDPM++ discrete; jax DDPM++). -m slow adds the rest:
+# torch DDPM (its fidelity also in test_ddpm_needs_the_references_32_groups), torch DDPM++
+# continuous, torch NCSN++ discrete, jax NCSN++.
+SLOW_FIXTURES = ('torch_ddpm_vp_discrete/checkpoint_1.pth',
+                 'torch_ddpmpp_vp_continuous/checkpoint_1.pth',
+                 'torch_ncsnpp_ve_discrete/checkpoint_1.pth', 'jax_ncsnpp_ve_continuous/checkpoint_1')
+
+
+@pytest.mark.parametrize('src', [pytest.param(s, marks=pytest.mark.slow) if s in SLOW_FIXTURES
+                                 else s for s in sorted(MANIFEST)])
 def test_imported_score_equals_reference(src, tmp_path):
   config = fixture_config(src)
   record = checkpoint_import.import_checkpoint(config, os.path.join(FIXTURES, src),
@@ -281,6 +291,7 @@ def test_existing_checkpoints_are_not_overwritten(tmp_path):
 
 # ----------------------------------------------------------------------------- end to end
 
+@pytest.mark.slow   # subprocesses; the import and its errors are checked in-process above
 def test_tool_then_sample_mode(tmp_path):
   """The command line: a bad import is one line and exit 2; a good one samples via main.py."""
   src = 'torch_ddpmpp_vp_continuous/checkpoint_1.pth'

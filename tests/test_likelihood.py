@@ -38,10 +38,17 @@ def with_exact_prior(result, data, sde):
   return result.logp - sde.prior_logp(result.z) + data.log_prob_fn(sde)(result.z, t)
 
 
-@pytest.mark.parametrize('sde', SDES, ids=lambda s: type(s).__name__)
-@pytest.mark.parametrize('data', [exact.gaussian(2, std=0.5), exact.gaussian(64, std=0.8, mean=0.3),
-                                  exact.default_gmm(2), exact.default_gmm(8)],
-                         ids=['gauss2', 'gauss64', 'gmm2', 'gmm8'])
+DATA = {'gauss2': exact.gaussian(2, std=0.5), 'gauss64': exact.gaussian(64, std=0.8, mean=0.3),
+        'gmm2': exact.default_gmm(2), 'gmm8': exact.default_gmm(8)}
+# Default tier: every data set and every SDE once (4 of the 12); -m slow runs the rest.
+DIVERGENCE_DEFAULT = {('gauss2', 'subVPSDE'), ('gauss64', 'VPSDE'), ('gmm2', 'VESDE'),
+                      ('gmm8', 'VPSDE')}
+
+
+@pytest.mark.parametrize('data,sde', [
+    pytest.param(d, s, id=f'{n}-{type(s).__name__}',
+                 marks=() if (n, type(s).__name__) in DIVERGENCE_DEFAULT else pytest.mark.slow)
+    for n, d in DATA.items() for s in SDES])
 def test_exact_divergence_matches_exact_density(sde, data):
   x = data.sample(jax.random.PRNGKey(1), 16)
   result = run(data, sde, x, 'exact')
@@ -51,8 +58,11 @@ def test_exact_divergence_matches_exact_density(sde, data):
   assert int(result.nfe) > 0
 
 
-@pytest.mark.parametrize('probe', ['rademacher', 'gaussian'])
-@pytest.mark.parametrize('sde', [SDES[0], SDES[1]], ids=lambda s: type(s).__name__)
+# Default tier: each probe once, on different SDEs; -m slow adds the other two pairs.
+@pytest.mark.parametrize('sde,probe', [
+    pytest.param(s, p, id=f'{type(s).__name__}-{p}',
+                 marks=() if (i, p) in {(0, 'gaussian'), (1, 'rademacher')} else pytest.mark.slow)
+    for i, s in enumerate(SDES[:2]) for p in ('rademacher', 'gaussian')])
 def test_hutchinson_is_unbiased(sde, probe):
   """Per-sample errors are zero-mean noise: their mean is within 5 standard errors of 0."""
   data = exact.default_gmm(8)

@@ -47,9 +47,16 @@ def reduction(reduce_mean):
 SDES = [sde_lib.VESDE(sigma_max=5.), sde_lib.VPSDE(), sde_lib.subVPSDE()]
 
 
-@pytest.mark.parametrize('sde', SDES, ids=lambda s: type(s).__name__)
-@pytest.mark.parametrize('reduce_mean', [True, False])
-@pytest.mark.parametrize('likelihood_weighting', [False, True])
+# Default tier: every SDE, both reductions and both weightings (likelihood weighting with
+# both reductions) in 4 cases; -m slow runs the other 8 of the 12.
+LOSS_DEFAULT = {(False, True, 'VESDE'), (False, False, 'VPSDE'), (True, True, 'subVPSDE'),
+                (True, False, 'VESDE')}
+
+
+@pytest.mark.parametrize('likelihood_weighting,reduce_mean,sde', [
+    pytest.param(w, r, s, id=f'{w}-{r}-{type(s).__name__}',
+                 marks=() if (w, r, type(s).__name__) in LOSS_DEFAULT else pytest.mark.slow)
+    for w in (False, True) for r in (True, False) for s in SDES])
 def test_continuous_loss_minimum(sde, reduce_mean, likelihood_weighting):
   # eps = 0.05 keeps g^2/std^2 (unbounded as t -> 0 for VP) of moderate variance;
   # the formula is exact for any eps.

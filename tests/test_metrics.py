@@ -411,6 +411,7 @@ def test_reference_of_the_first_n_examples():
   np.testing.assert_array_equal(ref.cov, cov)
 
 
+@pytest.mark.slow   # 2 subprocesses; sharded, padded feature batches: test_inception_features_on_the_mesh
 def test_digits_fd_on_two_devices_equals_one_device():
   code = ('import numpy as np, jax, metrics, datasets\n'
           'from configs.default_digits import get_digits_configs\n'

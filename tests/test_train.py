@@ -78,7 +78,7 @@ _DEVICE_RUN = """
 import json, sys, numpy as np, jax
 import train
 from tests.helpers import tiny_config
-config = tiny_config('vpsde', image=True, n_iters=5)
+config = tiny_config('vpsde', image=sys.argv[2] == 'image', n_iters=5)
 config.training.snapshot_sampling = False
 state = train.train_and_evaluate(config, sys.argv[1])
 np.savez(sys.argv[1] + '/params.npz', *[np.asarray(x) for x in jax.tree.leaves(state.params)])
@@ -86,7 +86,9 @@ print(json.dumps({'devices': jax.device_count()}))
 """
 
 
-def test_two_devices_match_one(tmp_path):
+# The tiny MLP by default; the tiny NCSN++ (GroupNorm, attention) with -m slow.
+@pytest.mark.parametrize('data', ['toy', pytest.param('image', marks=pytest.mark.slow)])
+def test_two_devices_match_one(data, tmp_path):
   """Same global batches on 1 vs 2 simulated CPU devices: same losses to float tolerance.
 
   The only difference is the order of the cross-device reductions (means over
@@ -95,7 +97,7 @@ def test_two_devices_match_one(tmp_path):
   results = {}
   for n in (1, 2):
     workdir = str(tmp_path / f'd{n}')
-    proc = run_python(['-c', _DEVICE_RUN, workdir],
+    proc = run_python(['-c', _DEVICE_RUN, workdir, data],
                       env={'XLA_FLAGS': f'--xla_force_host_platform_device_count={n}'})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1])['devices'] == n
