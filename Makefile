@@ -6,6 +6,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_CONFIG ?= configs/vp/digits_ddpmpp_continuous.py
 DEMO_WORKDIR ?= runs/demo
+# pytest-xdist workers: compilation is single-threaded, so one per core (2 on the CI machine).
+TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, max(1, os.cpu_count() or 1)))")
 
 .PHONY: venv demo test test-slow bench check-inception clean
 
@@ -26,10 +28,10 @@ demo: venv
 	@echo "Samples:      $$(ls $(DEMO_WORKDIR)/samples/*.png | tr '\n' ' ')"
 
 test: venv
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not slow" tests
 
 test-slow: venv
-	$(PY) -m pytest -q -m slow tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m slow tests
 
 bench: venv
 	$(PY) benchmarks/train_step.py --config $(DEMO_CONFIG) --out benchmarks/results/train_step_digits.json

@@ -34,6 +34,7 @@ from absl import logging
 
 import datasets
 import io_utils
+import distances
 import metrics
 import parallel
 from errors import ConfigError, DataError
@@ -57,7 +58,7 @@ def save_stats(path: str, features: np.ndarray, provenance: dict[str, Any]) -> N
   """Writes features [N, F], their mean and covariance and the provenance to `path`."""
   if not io_utils.is_writer():
     return
-  mu, sigma = metrics.feature_stats(features)
+  mu, sigma = distances.feature_stats(features)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path + '.tmp', 'wb') as f:   # a file object: np.savez would append '.npz'
     np.savez(f, mu=mu, sigma=sigma, features=np.asarray(features, np.float32),
@@ -84,7 +85,7 @@ def load_reference(path: str, extractor: metrics.Extractor | None = None) -> met
     raise DataError(f'cannot read reference statistics {path}: {e}') from None
   if 'pool_3' in data:        # score_sde: Inception pool3 features of the whole split
     feats = np.asarray(data['pool_3'], np.float32).reshape(len(data['pool_3']), -1)
-    mu, cov = metrics.feature_stats(feats)
+    mu, cov = distances.feature_stats(feats)
     prov = {'file': path, 'format': 'score_sde pool_3', 'count': len(feats)}
   elif 'mu' in data and 'sigma' in data:
     feats = np.asarray(data['features'], np.float32) if 'features' in data else None
@@ -168,10 +169,10 @@ def main(argv: list[str]) -> None:
     raise SystemExit('usage: python fid_stats.py A.npz B.npz  (fid_stats, score_sde or '
                      'pytorch-fid files)')
   a, b = (load_reference(p) for p in argv[1:])
-  out = {'fd': metrics.frechet_distance(a.mu, a.cov, b.mu, b.cov), 'a': a.provenance,
+  out = {'fd': distances.frechet_distance(a.mu, a.cov, b.mu, b.cov), 'a': a.provenance,
          'b': b.provenance}
   if a.features is not None and b.features is not None:
-    out['kid'], out['kid_std'] = metrics.kernel_inception_distance(a.features, b.features)
+    out['kid'], out['kid_std'] = distances.kernel_inception_distance(a.features, b.features)
   print(json.dumps(out, indent=2, default=str))
 
 

@@ -26,7 +26,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.scipy.special import logsumexp  # noqa: E402
 
-import metrics  # noqa: E402
+import distances  # noqa: E402
+
 import sde_lib  # noqa: E402
 from dmcmc import classifier, dlg, integrators  # noqa: E402
 from tests import exact  # noqa: E402
@@ -58,7 +59,7 @@ def fast_ladder_logits(data: exact.GaussianMixture, sigmas):
 
 def sliced_w1(x, y) -> float:
   """The error of one point: SW_1 over 256 fixed directions (numpy seed SW_SEED)."""
-  return metrics.sliced_wasserstein(np.asarray(x), np.asarray(y), order=1, num_projections=256,
+  return distances.sliced_wasserstein(np.asarray(x), np.asarray(y), order=1, num_projections=256,
                                     seed=SW_SEED)
 
 

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 import io_utils  # noqa: E402
-import metrics  # noqa: E402
+import distances  # noqa: E402
 import sampling  # noqa: E402
 import sde_lib  # noqa: E402
 from errors import ConfigError  # noqa: E402
@@ -51,7 +51,7 @@ PAIRS = [(p, c) for p, c in itertools.product(sampling.PREDICTORS, sampling.CORR
 
 def sliced_w1(x, y) -> float:
   """The error of one point: SW_1 over 128 fixed directions."""
-  return metrics.sliced_wasserstein(x, y, order=1, num_projections=128)
+  return distances.sliced_wasserstein(x, y, order=1, num_projections=128)
 
 
 def sampler_settings(sde_name: str, steps: list[int], tols: list[float]):

@@ -26,8 +26,8 @@ import io_utils
 import parallel
 from dsb import data as dsb_data
 from dsb import ipf as ipf_lib
-from dsb import metrics, plots
-from metrics import sliced_wasserstein
+from dsb import plots
+from distances import sliced_wasserstein
 from errors import ConfigError
 
 

@@ -286,6 +286,7 @@ def test_nan_loss_keeps_the_last_good_checkpoint(results):
   assert after['metrics.jsonl'][0] >= before['metrics.jsonl'][0]
 
 
+@pytest.mark.slow   # a real process; test_main checks the exit code 2 and the one line by default
 def test_cli_end_to_end(results, tmp_path):
   """Real processes as a user runs them: exit code 2, one line, the workdir untouched."""
   import pathlib

@@ -15,7 +15,7 @@ from dsb import data as dsb_data
 from dsb import ipf as ipf_lib
 from dsb import losses as dsb_losses
 from dsb import metrics, networks, run, schedule
-from metrics import sliced_wasserstein
+from distances import sliced_wasserstein
 from errors import ConfigError
 from models import mlp
 from tests import exact

@@ -10,6 +10,7 @@ from PIL import Image
 import datasets
 import fid_stats
 import io_utils
+import distances
 import metrics
 from configs.default_digits import get_digits_configs
 from errors import ConfigError, DataError
@@ -37,8 +38,8 @@ def test_loads_score_sde_and_pytorch_fid_files(tmp_path):
   feats = rng.normal(size=(20, 6))
   q = metrics.features_quality(config, feats, rng.normal(size=(20, 3)), ref, ext)
   assert q['digits_kid'] is None
-  np.testing.assert_allclose(q['digits_fd'], metrics.frechet_distance(
-      *metrics.feature_stats(feats), mu, sigma), rtol=1e-12)
+  np.testing.assert_allclose(q['digits_fd'], distances.frechet_distance(
+      *distances.feature_stats(feats), mu, sigma), rtol=1e-12)
   with pytest.raises(ConfigError, match='6-d features'):
     metrics.features_quality(config, feats[:, :4], feats[:, :3], ref, ext)
   np.savez(tmp_path / 'other.npz', activations=pool3)
@@ -64,7 +65,7 @@ def test_fid_stats_mode_split_and_folder_agree(tmp_path):
     assert json.load(f)['feature_network'] == ext.name
   # mu and sigma are the moments of the stored features, which are the network's
   # features of the 8-bit test digits.
-  mu, cov = metrics.feature_stats(saved['features'])
+  mu, cov = distances.feature_stats(saved['features'])
   np.testing.assert_array_equal(saved['mu'], mu)
   np.testing.assert_array_equal(saved['sigma'], cov)
   inverse = datasets.get_data_inverse_scaler(config)

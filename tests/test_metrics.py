@@ -17,6 +17,7 @@ from flax import traverse_util
 
 import datasets
 import io_utils
+import distances
 import metrics
 from configs.default_cifar10 import get_cifar10_configs
 from configs.default_digits import get_digits_configs
@@ -44,12 +45,12 @@ def test_frechet_distance_against_scipy_sqrtm():
     # The TTUR / pytorch-fid formula with scipy's general (Schur) sqrtm.
     covmean = scipy.linalg.sqrtm(c1 @ c2).real
     want = np.sum((mu1 - mu2) ** 2) + np.trace(c1) + np.trace(c2) - 2 * np.trace(covmean)
-    got = metrics.frechet_distance(mu1, c1, mu2, c2)
+    got = distances.frechet_distance(mu1, c1, mu2, c2)
     # float64 with condition numbers < 1e3: both agree to ~1e-12 relative; 1e-8 is slack.
     np.testing.assert_allclose(got, want, rtol=1e-8)
     assert got > 0
     # Symmetric in its two arguments, as a distance.
-    np.testing.assert_allclose(metrics.frechet_distance(mu2, c2, mu1, c1), got, rtol=1e-8)
+    np.testing.assert_allclose(distances.frechet_distance(mu2, c2, mu1, c1), got, rtol=1e-8)
 
 
 def test_frechet_distance_closed_form_commuting_covariances():
@@ -63,7 +64,7 @@ def test_frechet_distance_closed_form_commuting_covariances():
   a, b = rng.uniform(0.1, 3., d), rng.uniform(0.1, 3., d)
   b[:4] = 0.   # a singular covariance: no sample-count regularisation needed
   mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
-  got = metrics.frechet_distance(mu1, (q * a) @ q.T, mu2, (q * b) @ q.T)
+  got = distances.frechet_distance(mu1, (q * a) @ q.T, mu2, (q * b) @ q.T)
   want = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
   # sqrt of eigenvalues that are exactly 0 up to rounding (~1e-16 * 3) adds <= 4 * 2e-8.
   np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-7)
@@ -72,11 +73,11 @@ def test_frechet_distance_closed_form_commuting_covariances():
 def test_frechet_distance_of_identical_singular_statistics_is_zero():
   rng = np.random.default_rng(2)
   f = rng.normal(size=(10, 30))          # 10 samples in 30-d: rank-9 covariance
-  mu, cov = metrics.feature_stats(f)
+  mu, cov = distances.feature_stats(f)
   np.testing.assert_allclose(cov, np.cov(f.T), rtol=1e-12)
   # tr C + tr C - 2 sum sqrt(eig(C^2)): each of the 21 null eigenvalues of C^2 is
   # ~1e-16 * ||C||^2 after rounding, whose roots add up to ~21 * 1e-8 * ||C|| < 1e-6.
-  assert abs(metrics.frechet_distance(mu, cov, mu, cov)) < 1e-6 * np.trace(cov)
+  assert abs(distances.frechet_distance(mu, cov, mu, cov)) < 1e-6 * np.trace(cov)
 
 
 # --------------------------------------------------------------------------
@@ -98,12 +99,12 @@ def test_kid_against_direct_double_loop():
   x, y = rng.normal(size=(15, 6)), rng.normal(0.5, 1.2, size=(11, 6))
   want = direct_polynomial_mmd2(x, y)
   # Different set sizes: the estimator itself.
-  np.testing.assert_allclose(metrics.mmd2_unbiased(x, y, metrics.polynomial_kernel), want,
+  np.testing.assert_allclose(distances.mmd2_unbiased(x, y, distances.polynomial_kernel), want,
                              rtol=1e-10)
   # Subsets as large as the sets are the whole sets (MMD^2 ignores order):
   # every subset gives the same value.
   x = x[:11]
-  mean, std = metrics.kernel_inception_distance(x, y, num_subsets=4, subset_size=1000)
+  mean, std = distances.kernel_inception_distance(x, y, num_subsets=4, subset_size=1000)
   np.testing.assert_allclose(mean, direct_polynomial_mmd2(x, y), rtol=1e-10)
   assert std < 1e-12 * abs(mean)
 
@@ -112,11 +113,11 @@ def test_mmd_estimator_is_unbiased():
   """For x and y from the same law E[MMD^2_u] = 0. The biased V-statistic (diagonals
   kept) is off by 2 (E k(x, x) - E k(x, x')) / m = 2 (12.9 - 2) / 20 ~ 1.1 for d = 3."""
   rng = np.random.default_rng(4)
-  k = metrics.polynomial_kernel
+  k = distances.polynomial_kernel
   unbiased, biased = [], []
   for _ in range(400):
     x, y = rng.normal(size=(20, 3)), rng.normal(size=(20, 3))
-    unbiased.append(metrics.mmd2_unbiased(x, y, k))
+    unbiased.append(distances.mmd2_unbiased(x, y, k))
     biased.append(k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean())
   se = np.std(unbiased) / np.sqrt(len(unbiased))
   # 5 standard errors: a false failure has probability < 1e-6.
@@ -132,11 +133,11 @@ def test_mmd_estimator_is_unbiased():
 def test_inception_score_exact_values():
   k = 7
   # Uniform predictions: p(y|x) = p(y), every KL is 0, IS = 1.
-  mean, std = metrics.inception_score(np.zeros((70, k)), splits=10)
+  mean, std = distances.inception_score(np.zeros((70, k)), splits=10)
   np.testing.assert_allclose([mean, std], [1., 0.], atol=1e-12)
   # Confident and uniformly spread over the classes in every split: KL = log K, IS = K.
   logits = 60. * np.eye(k)[np.arange(140) % k]     # softmax error e^-60 ~ 1e-26
-  mean, std = metrics.inception_score(logits, splits=10)
+  mean, std = distances.inception_score(logits, splits=10)
   np.testing.assert_allclose([mean, std], [k, 0.], atol=1e-9)
 
 
@@ -148,7 +149,7 @@ def test_inception_score_against_direct_formula():
     p = np.exp(part) / np.exp(part).sum(1, keepdims=True)
     py = p.mean(0)
     scores.append(np.exp(np.mean([np.sum(pi * np.log(pi / py)) for pi in p])))
-  got = metrics.inception_score(logits, splits=3)
+  got = distances.inception_score(logits, splits=3)
   np.testing.assert_allclose(got, [np.mean(scores), np.std(scores)], rtol=1e-10)
 
 
@@ -160,10 +161,10 @@ def test_wasserstein_1d_against_scipy_and_sorting():
   rng = np.random.default_rng(6)
   a, b = rng.normal(size=37), rng.normal(1., 2., size=23)
   # scipy integrates |F_a - F_b| over x; ours integrates quantile functions: W_1 both ways.
-  np.testing.assert_allclose(metrics.wasserstein_1d(a, b, p=1),
+  np.testing.assert_allclose(distances.wasserstein_1d(a, b, p=1),
                              scipy.stats.wasserstein_distance(a, b), rtol=1e-10)
   c = rng.normal(size=37)
-  np.testing.assert_allclose(metrics.wasserstein_1d(a, c, p=2),
+  np.testing.assert_allclose(distances.wasserstein_1d(a, c, p=2),
                              np.sqrt(np.mean((np.sort(a) - np.sort(c)) ** 2)), rtol=1e-10)
 
 
@@ -177,7 +178,7 @@ def test_sliced_wasserstein_of_a_shift(dim):
   x = rng.normal(size=(300, dim))
   v = np.linspace(1.5, -0.5, dim)                       # (1.5, -0.5) in 2-D
   v2, n = np.sum(v ** 2), 2000
-  sw1, sw2 = (metrics.sliced_wasserstein(x, x + v, order=p, num_projections=n, seed=3)
+  sw1, sw2 = (distances.sliced_wasserstein(x, x + v, order=p, num_projections=n, seed=3)
               for p in (1, 2))
   # Monte Carlo over n directions: theta_1^2 ~ Beta(1/2, (D-1)/2), so |theta.v| / |v| has
   # mean c and variance 1/D - c^2, and (theta.v)^2 / |v|^2 variance 2(D-1) / (D^2 (D+2))
@@ -191,18 +192,18 @@ def test_sliced_wasserstein_of_a_shift(dim):
   # Unequal sizes go through wasserstein_1d: [x; x] has the law of x, so the same numbers.
   for p, sw in ((1, sw1), (2, sw2)):
     np.testing.assert_allclose(
-        metrics.sliced_wasserstein(x, np.concatenate([x, x]) + v, order=p, num_projections=n,
+        distances.sliced_wasserstein(x, np.concatenate([x, x]) + v, order=p, num_projections=n,
                                    seed=3), sw, rtol=1e-10)
-    assert metrics.sliced_wasserstein(x, x, order=p, num_projections=8) == 0.
+    assert distances.sliced_wasserstein(x, x, order=p, num_projections=8) == 0.
   # In 1-D the only directions are +-1: SW_p of a shift is the shift, exactly.
   x1 = rng.normal(size=(50, 1))
   for p in (1, 2, 3):
     np.testing.assert_allclose(
-        metrics.sliced_wasserstein(x1, x1 + 0.7, order=p, num_projections=3), 0.7, rtol=1e-12)
+        distances.sliced_wasserstein(x1, x1 + 0.7, order=p, num_projections=3), 0.7, rtol=1e-12)
   with pytest.raises(ValueError, match='order'):
-    metrics.sliced_wasserstein(x, x, order=0.5)
+    distances.sliced_wasserstein(x, x, order=0.5)
   with pytest.raises(ValueError, match='trailing shapes'):
-    metrics.sliced_wasserstein(x, x[:, :1], order=1)
+    distances.sliced_wasserstein(x, x[:, :1], order=1)
 
 
 # --------------------------------------------------------------------------
@@ -406,7 +407,7 @@ def test_reference_of_the_first_n_examples():
   want, _ = extractor.apply(extractor.variables,
                             io_utils.to_uint8(digits_split(config, 'train')[:250]) / np.float32(255.))
   np.testing.assert_allclose(ref.features, want, rtol=1e-5, atol=1e-6)  # float32 batching
-  mu, cov = metrics.feature_stats(ref.features)
+  mu, cov = distances.feature_stats(ref.features)
   np.testing.assert_array_equal(ref.mu, mu)
   np.testing.assert_array_equal(ref.cov, cov)
 

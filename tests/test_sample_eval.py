@@ -12,6 +12,7 @@ import pytest
 import configs
 import datasets
 import io_utils
+import distances
 import metrics
 import optim
 import parallel
@@ -185,10 +186,10 @@ def test_protocol_quantises_counts_exactly_and_resumes(tmp_path, monkeypatch):
   assert np.max(np.abs(unquantised - feats)) > 1e-4
   # FD and IS (2 splits of 5) of exactly these 10 feature rows against the train split.
   ref = metrics.reference_stats(config)
-  np.testing.assert_allclose(fresh['digits_fd'], metrics.frechet_distance(
-      *metrics.feature_stats(feats), ref.mu, ref.cov), rtol=1e-10)
+  np.testing.assert_allclose(fresh['digits_fd'], distances.frechet_distance(
+      *distances.feature_stats(feats), ref.mu, ref.cov), rtol=1e-10)
   logits = np.concatenate([d['logits'] for d in data])
-  np.testing.assert_allclose(fresh['digits_is'], metrics.inception_score(logits, 2)[0],
+  np.testing.assert_allclose(fresh['digits_is'], distances.inception_score(logits, 2)[0],
                              rtol=1e-12)
   assert os.path.exists(tmp_path / 'b' / 'ckpt_1_samples.png')
   # A shard made with other settings (another checkpoint step) is not reused.

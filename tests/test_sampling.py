@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import metrics
+import distances
+
 import sampling
 import sde_lib
 from configs.defaults import get_default_configs
@@ -370,7 +371,7 @@ def test_progress_is_logged_every_k_steps_and_only_when_asked(monkeypatch):
 # ----------------------------------------------------------------------------- error vs NFE
 
 SW_N, SW_STEPS = 20_000, (25, 250)      # VP's discrete chain needs N > 20
-# SW_1 (metrics.sliced_wasserstein, order=1) between two fresh 20,000-draw samples of the mixture
+# SW_1 (distances.sliced_wasserstein, order=1) between two fresh 20,000-draw samples of the mixture
 # is 0.015-0.03: mode-weight noise, sqrt(0.25 / n) x the ~5 between modes. Tolerances at
 # 250 steps add the methods' own bias, measured (benchmarks/nfe_quality.py): VE's prior
 # N(0, 10^2) misses p_T of this radius-3 mixture, which leaves mode weights off by ~1.5%
@@ -390,7 +391,7 @@ def sliced_w1_of_pc(sde_name, predictor, corrector, num_steps):
   sampler, nfe = sampling.get_sampler(config, sde, (SW_N, 2))
   x, _ = jax.jit(lambda k: sampler(k, GMM.score_fn(sde)))(jax.random.PRNGKey(0))
   ref = GMM.sample(jax.random.PRNGKey(1), SW_N)
-  return metrics.sliced_wasserstein(x, ref, order=1, num_projections=128), nfe
+  return distances.sliced_wasserstein(x, ref, order=1, num_projections=128), nfe
 
 
 @pytest.mark.parametrize('sde_name,predictor,corrector', [
