@@ -83,6 +83,7 @@ def test_apply_tiny_takes_the_registry_size():
     tiny.apply_tiny(config)
 
 
+@pytest.mark.slow   # a main.py process; get_config('tiny') == apply_tiny(...) is checked by default
 def test_tiny_variant_trains_through_main(tmp_path):
   """`--config <file>.py:tiny` as a user types it: absl's config_flags hands 'tiny' to
   get_config, so the run stops at the tiny 20 steps (the full config trains 5000)."""

@@ -158,7 +158,9 @@ def test_instance_norm_plus_equals_its_formula():
 NO_DROPOUT = {'model.dropout': 0.}   # a deterministic objective for the descent check
 # compile cost, see test budget; NCSNv2-64's forward pass is checked by default against the
 # reference (test_import_checkpoint, torch_ncsnv2_ve_discrete), RefineNet training by 'ncsn'.
-SLOW_CASES = ('ddpm', 'ncsnpp_residual', 'ncsnv2_64', 'ncsnv2_128', 'ncsnv2_256')
+# 'ncsn' is slow too (its RefineNet blocks are checked by default through the torch NCSNv2
+# import test, CondInstanceNorm++ by test_cond_instance_norm_plus_equals_its_formula).
+SLOW_CASES = ('ddpm', 'ncsn', 'ncsnpp_residual', 'ncsnv2_64', 'ncsnv2_128', 'ncsnv2_256')
 MODEL_CASES = {
     'ncsnpp_skip': ('ncsnpp', {'model.fir': True, 'model.progressive': 'output_skip',
                                'model.progressive_input': 'input_skip',
@@ -261,8 +263,8 @@ def check_shape_conditioning_and_descent(config, sde, history, probe):
   assert history[-1] < 0.995 * history[0], history
 
 
-# NCSN v1's per-model checks run here on its tiny config by default; with -m slow also on the
-# digits config, then sampled by annealed Langevin (test_ncsn_v1_trains_and_samples_...).
+# NCSN v1's per-model checks run here on its tiny config with -m slow, and on the digits
+# config, then sampled by annealed Langevin (test_ncsn_v1_trains_and_samples_...).
 @pytest.mark.parametrize('case', [pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CASES
                                   else c for c in MODEL_CASES])
 def test_model_shape_conditioning_and_training(case):
