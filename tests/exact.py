@@ -13,7 +13,6 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 import sde_lib
-from sde_lib import bcast
 
 
 def marginal_coeffs(sde: sde_lib.SDE, t, discrete: bool = False):

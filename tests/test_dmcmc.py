@@ -2,7 +2,6 @@
 sigma and the exact posterior over the noise ladder (tests/exact.ladder_log_probs), which
 stands in for the classifier."""
 import json
-import os
 
 import jax
 import jax.numpy as jnp

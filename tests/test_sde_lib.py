@@ -246,7 +246,6 @@ def test_ancestral_step_is_the_chain_posterior_given_the_exact_kernel_score(sde)
   the posterior's for SMLD and beta_i for DDPM (Ho et al.'s sigma_t^2 = beta_t)."""
   a64, std64 = _chain_kernel64(sde)
   x0, x = 0.7, np.linspace(-3., 3., sde.N)          # one state per level
-  i = np.arange(sde.N)
   score = -(x - a64 * x0) / std64 ** 2
   t = sde.level_time(jnp.arange(sde.N))
   zero, one = jnp.zeros((sde.N, 1)), jnp.ones((sde.N, 1))
