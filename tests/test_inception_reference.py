@@ -72,6 +72,20 @@ def test_truncated_legacy_file_is_refused(tmp_path):
     assert '\n' not in str(info.value) and str(cut) in str(info.value), (n, info.value)
 
 
+def test_converter_cli_bad_file_is_one_line_and_keeps_the_old_output(tmp_path, capsys):
+  # A corrupt --src must not reach the user as a traceback, nor replace a good --out.
+  (tmp_path / 'bad.pth').write_bytes(b'garbage')
+  out = tmp_path / 'weights.npz'
+  out.write_bytes(b'the previous conversion')
+  with pytest.raises(SystemExit) as info:
+    conv.main(['--src', str(tmp_path / 'bad.pth'), '--out', str(out)])
+  err = capsys.readouterr().err.strip()
+  assert info.value.code == 2
+  assert err.startswith('error: ') and '\n' not in err and 'bad.pth' in err, err
+  assert out.read_bytes() == b'the previous conversion'
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['bad.pth', 'weights.npz']
+
+
 @pytest.mark.slow
 def test_flax_inception_equals_stored_pytorch_fid_outputs(tmp_path):
   """Same weights (converted by the tool), same 8 x 8 images resized to 299: pool3 and

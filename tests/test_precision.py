@@ -16,7 +16,15 @@ from models import create_model
 from tests.helpers import tiny_config
 
 
-def _setup(precision, embedding='positional'):
+_PARAMS = {}   # embedding -> params: initialised once (on CPU the init compiles for ~10 s)
+
+
+def _setup(precision, embedding='positional', abstract=False):
+  """(config, sde, model, params, x); `abstract` gives the params' shapes only (for jaxprs).
+
+  The params are float32 whatever training.precision says, so one init serves both
+  precisions (`precision.compute_model` casts at compute time).
+  """
   config = tiny_config('vpsde', image=True)
   config.model.init_scale = 1.   # no near-zero output layer: the loss depends on the network
   config.model.embedding_type = embedding
@@ -24,8 +32,15 @@ def _setup(precision, embedding='positional'):
   sde, _ = sde_lib.get_sde(config)
   model = create_model(config)
   x = jax.random.uniform(jax.random.PRNGKey(1), (8, 8, 8, 1))
-  params = model.init(jax.random.PRNGKey(0), x, jnp.ones((8,)))['params']
-  return config, sde, model, params, x
+
+  def init():
+    return model.init(jax.random.PRNGKey(0), x, jnp.ones((8,)))['params']
+
+  if abstract:
+    return config, sde, model, jax.eval_shape(init), x
+  if embedding not in _PARAMS:
+    _PARAMS[embedding] = jax.jit(init)()
+  return config, sde, model, _PARAMS[embedding], x
 
 
 def _loss_and_grads(config, sde, model, params, x):
@@ -62,7 +77,7 @@ def test_bfloat16_convolutions_run_in_bfloat16():
   # Every conv and matmul of the network must see bfloat16 operands; without the
   # per-module cast, the float32 time embedding added after the first conv of each
   # block would promote the rest of the block back to float32.
-  config, sde, model, params, x = _setup('bfloat16')
+  config, sde, model, params, x = _setup('bfloat16', abstract=True)
   loss = losses.loss_fn_from_config(config, sde, precision.compute_model(config, model),
                                     train=False)
   jaxpr = jax.make_jaxpr(lambda p: loss(p, jax.random.PRNGKey(2), x))(params)
@@ -109,6 +124,6 @@ def test_bfloat16_short_training_run_is_finite_and_tracks_float32():
 
 
 def test_unknown_precision_is_a_config_error():
-  config, sde, model, _, _ = _setup('float16')
+  config, sde, model, _, _ = _setup('float16', abstract=True)
   with pytest.raises(ConfigError, match='training.precision'):
     objectives.get_train_step(config, sde, model, optim.get_optimizer(config))

@@ -42,6 +42,7 @@ def test_one_step_smoke(sde, tmp_path):
 
 def test_image_smoke_then_sample_mode(tmp_path):
   config = tiny_config('vpsde', image=True, n_iters=2)
+  config.training.snapshot_sampling = False   # the toy smoke test covers snapshots
   train.train_and_evaluate(config, str(tmp_path))
   result = generate.sample(config, str(tmp_path), name='test')
   x = np.load(result['paths']['npz'])['samples']

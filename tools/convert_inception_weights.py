@@ -123,11 +123,20 @@ def main(argv=None) -> None:
                       help='pt_inception-2015-12-05-*.pth, or its state dict as .npz')
   parser.add_argument('--out', required=True, help='the .npz to write')
   args = parser.parse_args(argv)
+  from errors import UserError  # pylint: disable=g-import-not-at-top
   from models import inception  # pylint: disable=g-import-not-at-top
-  flat = convert_state_dict(_read_state_dict(args.src))
-  with open(args.out, 'wb') as f:
-    np.savez(f, **flat)
-  variables = inception.load_variables(args.out)   # checks every name and shape
+  tmp = args.out + '.partial.npz'
+  try:
+    flat = convert_state_dict(_read_state_dict(args.src))
+    with open(tmp, 'wb') as f:
+      np.savez(f, **flat)
+    variables = inception.load_variables(tmp)   # checks every name and shape
+  except UserError as e:   # one line, exit 2, as main.py; an existing --out is left as it was
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  os.replace(tmp, args.out)
   print(f'wrote {args.out}: {inception.count_params(variables):,} parameters '
         f'(want {inception.NUM_PARAMS:,})')
 
