@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import tempfile
 import zipfile
@@ -38,17 +39,25 @@ TORCH_MODEL_OVERRIDES = {   # score_sde_pytorch's RefineNet choices (see models/
 }
 
 
+# torch.save's legacy format: pickle protocol 2, then the long readers.LEGACY_MAGIC.
+_LEGACY_PTH_HEAD = pickle.dumps(readers.LEGACY_MAGIC, protocol=2)[:-1]   # without STOP
+
+
 def source_format(path: str) -> str:
-  """'pth' (torch.save zip) or 'msgpack' (flax), by content; CheckpointError if unreadable."""
+  """'pth' (torch.save, zip or legacy) or 'msgpack' (flax), by content; CheckpointError if not."""
   if not os.path.isfile(path):
     raise CheckpointError(f'--src={path}: no such file')
   if zipfile.is_zipfile(path):
     return 'pth'
   with open(path, 'rb') as f:
-    head = f.read(1)
+    head = f.read(len(_LEGACY_PTH_HEAD))
+  # A legacy (pre-1.6) torch.save opens with the pickled magic number, whose first byte
+  # (pickle's PROTO, 0x80) is also a msgpack fixmap's: test for the whole magic first.
+  if head == _LEGACY_PTH_HEAD:
+    return 'pth'
   if head[:1] and 0x80 <= head[0] <= 0x8f or head[:1] in (b'\xde', b'\xdf'):   # msgpack map
     return 'msgpack'
-  raise CheckpointError(f'--src={path} is neither a torch.save zip (.pth) nor a flax msgpack '
+  raise CheckpointError(f'--src={path} is neither a torch.save file (.pth) nor a flax msgpack '
                         'checkpoint (or it is truncated); pass score_sde_pytorch\'s '
                         'checkpoint_<N>.pth or score_sde\'s checkpoint_<N>')
 

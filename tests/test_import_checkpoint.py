@@ -255,6 +255,21 @@ def test_truncated_file_is_refused(src, tmp_path):
   _expect_error(fixture_config(src), str(cut), tmp_path / 'w', str(cut), 'truncated')
 
 
+def test_source_format_routes_both_torch_formats_and_msgpack(tmp_path):
+  # A legacy torch.save opens with pickle's PROTO byte 0x80, which is also a msgpack
+  # fixmap's first byte: sniffing one byte sent legacy .pth files to the msgpack reader.
+  legacy = os.path.join(REPO, 'tests', 'fixtures', 'torch_state_legacy.pth')
+  assert checkpoint_import.source_format(legacy) == 'pth'
+  assert checkpoint_import.source_format(
+      os.path.join(REPO, 'tests', 'fixtures', 'torch_state_zip.pth')) == 'pth'
+  assert checkpoint_import.source_format(
+      os.path.join(FIXTURES, 'jax_ddpmpp_vp_continuous', 'checkpoint_1')) == 'msgpack'
+  other = tmp_path / 'other.png'
+  other.write_bytes(b'PNG')
+  with pytest.raises(CheckpointError, match='neither a torch.save file'):
+    checkpoint_import.source_format(str(other))
+
+
 def test_missing_ema_is_refused(tmp_path):
   from flax import serialization
   src = 'jax_ddpmpp_vp_continuous/checkpoint_1'
