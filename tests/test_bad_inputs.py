@@ -66,14 +66,12 @@ def snapshot(root):
 
 spec, out_path = json.load(open(sys.argv[1])), sys.argv[2]
 results = {}
-# An untrained image checkpoint (step 0) for the image cases: it needs only the init to
-# compile, where a CLI training run would compile the NCSN++ gradient too.
-import checkpointing, optim, parallel, train
-from models import create_model
-from tests.helpers import tiny_config
+# An untrained image checkpoint (step 0) for the image cases, drawn on the host: the cases
+# check messages, not values, and a jitted init or a CLI training run would compile first.
+import checkpointing
+from tests.helpers import host_state, tiny_config
 config = tiny_config('vpsde', image=True)
-state = train.init_state(config, create_model(config), optim.get_optimizer(config), (8, 8, 1),
-                         parallel.make_mesh())
+state = host_state(config, (8, 8, 1))
 ckpt = checkpointing.Checkpointer(spec['image_workdir'])
 ckpt.save(0, state, force=True)
 ckpt.close()

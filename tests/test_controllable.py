@@ -18,14 +18,11 @@ import pytest
 
 import checkpointing
 import controllable
-import optim
-import parallel
 import sde_lib
 import train
 from errors import ConfigError, DataError
-from models import create_model
 from tests import exact
-from tests.helpers import run_python, tiny_config
+from tests.helpers import host_state, run_python, tiny_config
 from tests.test_sampling import ncsn_output_law
 
 N = 20_000
@@ -300,7 +297,7 @@ def test_colorize_needs_three_channels():
 
 @pytest.fixture(scope='module')
 def rgb_run(tmp_path_factory):
-  """A tiny 3-channel NCSN++ (VE) checkpoint of its initial params, and a .npy RGB source.
+  """A tiny 3-channel NCSN++ (VE) checkpoint of host-drawn params, and a .npy RGB source.
 
   The bundled digits have one channel, so the 3-channel model is not trained; the
   modes' plumbing and constraints do not depend on the params' values."""
@@ -312,8 +309,7 @@ def rgb_run(tmp_path_factory):
   config.sampling.source = str(tmp / 'rgb.npy')
   np.save(config.sampling.source, images)
   workdir = str(tmp / 'w')
-  state = train.init_state(config, create_model(config), optim.get_optimizer(config),
-                           (8, 8, 3), parallel.make_mesh())
+  state = host_state(config, (8, 8, 3))
   ckpt = checkpointing.Checkpointer(workdir)
   ckpt.save(0, state, force=True)
   ckpt.wait()
