@@ -97,19 +97,32 @@ _REFINENET_RANKS = {
     'shortcut': (4, 0),
     'adapt_convs': (0, 0), 'msf': (1, 0), 'crp': (2, 0), 'output_convs': (3, 0),
 }
+# NCSN v1's conditional blocks norm before each conv, but CondCRPBlock / CondMSFBlock
+# register the list `convs` before `norms`, and CondRCUBlock's `i_j_norm` holds one more
+# name part (`embed.weight`) than `i_j_conv.weight`: stage k's norm, then its conv.
+_NORM_CONV = {'norms': 0, 'norm': 0, 'convs': 1, 'conv': 1}
 
 
 def _refinenet_key(name: str) -> tuple:
-  key = []
-  for part in name.split('.'):
+  """Sort key of a score_sde_pytorch RefineNet parameter name: its place in call order."""
+  parts, key, i = name.split('.'), [], 0
+  while i < len(parts):
+    part = parts[i]
+    rcu = part.split('_')   # an RCU stage: '<block>_<stage>_<norm|conv>'
     if part in _REFINENET_RANKS:
       key.append(_REFINENET_RANKS[part])
     elif part.startswith(('res', 'refine')) and part.lstrip('refins').isdigit():
       key.append((1 if part.startswith('res') else 2, int(part.lstrip('refins'))))
+    elif part in ('norms', 'convs') and i + 1 < len(parts) and parts[i + 1].isdigit():
+      key.append((int(parts[i + 1]), _NORM_CONV[part]))   # stage first, then norm < conv
+      i += 1
+    elif len(rcu) == 3 and rcu[0].isdigit() and rcu[1].isdigit() and rcu[2] in _NORM_CONV:
+      key.append((int(rcu[0]), int(rcu[1]), _NORM_CONV[rcu[2]]))
     elif part.isdigit():
       key.append((0, int(part)))
-    else:   # weight/bias, alpha/gamma/beta, RCU's i_j_conv: registration order is call order
+    else:   # weight/bias, alpha/gamma/beta, embed: registration order is call order
       key.append((0, 0))
+    i += 1
   return tuple(key)
 
 

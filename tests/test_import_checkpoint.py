@@ -84,9 +84,11 @@ def rel_err(a, b):
 # Default tier: one fixture per reader and architecture, discrete and continuous labels
 # (torch NCSNv2, NCSN++ continuous, DDPM++ discrete; jax DDPM++). -m slow adds the rest:
 # torch DDPM (its fidelity also in test_ddpm_needs_the_references_32_groups), torch DDPM++
-# continuous, torch NCSN++ discrete, jax NCSN++.
+# continuous, torch NCSN v1 (~25 s; its pairing also in
+# test_torch_ncsn_v1_pairs_each_tensor_with_its_layer), torch NCSN++ discrete, jax NCSN++.
 SLOW_FIXTURES = ('torch_ddpm_vp_discrete/checkpoint_1.pth',
                  'torch_ddpmpp_vp_continuous/checkpoint_1.pth',
+                 'torch_ncsn_ve_discrete/checkpoint_1.pth',
                  'torch_ncsnpp_ve_discrete/checkpoint_1.pth', 'jax_ncsnpp_ve_continuous/checkpoint_1')
 
 
@@ -103,7 +105,7 @@ def test_imported_score_equals_reference(src, tmp_path):
   # Only a .pth RefineNet needs model options beyond the config's (see the test below);
   # every other import leaves its workdir restorable with the plain config.
   want_required = ({'model.instance_norm_unbiased': True, 'model.refine_align_corners': True}
-                   if src.startswith('torch_ncsnv2') else {})
+                   if src.startswith(('torch_ncsnv2', 'torch_ncsn_')) else {})
   with open(tmp_path / checkpointing.IMPORT_RECORD) as f:
     assert json.load(f)['required_overrides'] == record['required_overrides'] == want_required
 
@@ -137,10 +139,12 @@ def test_imported_score_equals_reference(src, tmp_path):
   assert rel_err(score_raw, want_ema) > 1e-3
 
 
-def test_pytorch_refinenet_needs_its_norm_and_resize(tmp_path):
-  """Without score_sde_pytorch's InstanceNorm++ variance and align_corners the NCSNv2 file
-  scores differently: both options are needed, and the importer sets them."""
-  src = 'torch_ncsnv2_ve_discrete/checkpoint_1.pth'
+@pytest.mark.parametrize('src', ['torch_ncsnv2_ve_discrete/checkpoint_1.pth',
+                                 pytest.param('torch_ncsn_ve_discrete/checkpoint_1.pth',
+                                              marks=pytest.mark.slow)])
+def test_pytorch_refinenet_needs_its_norm_and_resize(src):
+  """Without score_sde_pytorch's InstanceNorm++ variance and align_corners the NCSNv2 and
+  NCSN v1 files score differently: both options are needed, and the importer sets them."""
   config = fixture_config(src)
   assert config_overrides_for(config) == {'instance_norm_unbiased': True,
                                           'refine_align_corners': True}
@@ -154,6 +158,62 @@ def test_pytorch_refinenet_needs_its_norm_and_resize(tmp_path):
                                                  (16, 16, 3))
     score = mutils.score_fn_from_config(c, sde, model, ema)(ref['x_nhwc'], ref['t'])
     assert rel_err(score, ref['score'].transpose(0, 2, 3, 1)) > 1e-4
+
+
+def _ncsn_v1_layer(torch_name: str) -> str:
+  """Where score_sde_pytorch's NCSN (v1) parameter lives in this project's tree, derived
+  from its name alone: resK.j -> ResidualBlock_{2(K-1)+j} (norm1, conv1, norm2, conv2,
+  shortcut); refineK -> RefineBlock_{K-1} with RCUBlock per input then the output RCU,
+  '<b>_<s>_norm|conv' -> Norm|Conv_{2(b-1)+(s-1)}; msf / crp norms.j, convs.j -> Norm_j,
+  Conv_j; flax counts each module type per parent in call order."""
+  parts = torch_name.split('.')
+  leaf = {'weight': 'kernel', 'bias': 'bias'}[parts[-1]]
+  if parts[-2] == 'embed':   # ConditionalInstanceNorm2dPlus's [L, 3C] table
+    leaf, parts = 'CondInstanceNormPlus_0/Embed_0/embedding', parts[:-1]
+  top, rest = parts[0], parts[1:-1]
+  if top in ('begin_conv', 'end_conv', 'normalizer'):
+    return {'begin_conv': 'Conv_0', 'end_conv': 'Conv_1', 'normalizer': 'Norm_0'}[top] + '/' + leaf
+  if top.startswith('res'):
+    block = 2 * (int(top[3:]) - 1) + int(rest[0])
+    layer = {'normalize1': 'Norm_0', 'conv1': 'Conv_0', 'normalize2': 'Norm_1',
+             'conv2': 'Conv_1', 'shortcut': 'Conv_2'}[rest[1]]
+    return f'ResidualBlock_{block}/{layer}/{leaf}'
+  k = int(top[len('refine'):])
+  head = f'RefineBlock_{k - 1}'
+  if rest[0] in ('adapt_convs', 'output_convs'):
+    rcu = int(rest[1]) if rest[0] == 'adapt_convs' else (1 if k == 1 else 2)
+    b, st, kind = rest[-1].split('_')
+    layer = f"{'Norm' if kind == 'norm' else 'Conv'}_{2 * (int(b) - 1) + int(st) - 1}"
+    return f'{head}/RCUBlock_{rcu}/{layer}/{leaf}'
+  block = {'msf': 'MSFBlock_0', 'crp': 'CRPBlock_0'}[rest[0]]
+  layer = {'norms': 'Norm', 'convs': 'Conv'}[rest[1]] + f'_{rest[2]}'
+  return f'{head}/{block}/{layer}/{leaf}'
+
+
+def test_torch_ncsn_v1_pairs_each_tensor_with_its_layer():
+  """Cheap (no score compiled): every NCSN v1 `model` and `ema.shadow_params` tensor lands,
+  in the project layout, on the layer its torch name names. score_sde_pytorch's CondCRPBlock
+  and CondMSFBlock register `convs` before `norms`, its CondRCUBlock names `i_j_norm` before
+  `i_j_conv`; both are called norm first. (The score itself: the slow fixture case above.)"""
+  from checkpoint_import import layouts, readers
+  src = 'torch_ncsn_ve_discrete/checkpoint_1.pth'
+  config = fixture_config(src)
+  order, _ = layouts.creation_order(create_model(config), (16, 16, 3))
+  ckpt = readers.read_pth(os.path.join(FIXTURES, src))
+  params, ema = layouts.torch_to_project(ckpt['model'], list(ckpt['ema']['shadow_params']),
+                                         order, src, config.model.name)
+  names = [k[len('module.'):] for k in ckpt['model']]
+  assert len(names) == len(order) == len(ckpt['ema']['shadow_params']) == 173   # no buffer
+  assert sorted(_ncsn_v1_layer(n) for n in names) == sorted('/'.join(p) for p, _ in order)
+  for tree, tensors in ((params, [ckpt['model']['module.' + n] for n in names]),
+                        (ema, ckpt['ema']['shadow_params'])):
+    for name, tensor in zip(names, tensors):
+      value = tree
+      for key in _ncsn_v1_layer(name).split('/'):
+        value = value[key]
+      want = np.asarray(tensor)
+      want = want.transpose(2, 3, 1, 0) if want.ndim == 4 else want
+      np.testing.assert_array_equal(value, want, err_msg=name)
 
 
 def _tree_snapshot(root):
