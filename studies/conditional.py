@@ -122,7 +122,7 @@ def colorization(n_iters: int, steps: int) -> tuple[dict, np.ndarray]:
   config.sampling.num_steps = steps
   run, train_s = common.trained_run(config, common.model_dir(f'photos_{n_iters}'))
   ds = datasets.get_dataset(config, 'test')
-  images = jnp.asarray(ds.heldout_examples(len(ds)))        # model space, all test crops
+  images = jnp.asarray(ds.heldout_examples(ds.num_examples))   # model space, all test crops
   original = common.images01(config, images)
   sampler = controllable.METHODS['pc'](config.sampling, run.sde)
   known, mask = controllable.gray_constraint(images.mean(-1, keepdims=True))
