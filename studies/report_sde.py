@@ -79,10 +79,49 @@ def conditional(p: dict) -> str:
   return '\n'.join(out)
 
 
+def likelihood_progress(models: str, tol: float = 1e-5) -> str:
+  """The bits/dim finished so far, read from each model's resumable progress file
+  (<models>/<tag>/eval/study_bpd_<tol>.jsonl, one line per finished batch): for a study
+  that was stopped before it wrote its JSON. SE over the digits (one repeat)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  rows = ['| model | bits/dim | digits | NFE |', '|---|---|---|---|']
+  per_digit, steps = {}, ''
+  for tag in sorted(os.listdir(models)):
+    path = os.path.join(models, tag, 'eval', f'study_bpd_{tol:g}.jsonl')
+    if not os.path.exists(path):
+      continue
+    with open(path) as f:
+      recs = [json.loads(line) for line in f if line.strip()]
+    if not recs:
+      continue
+    bpd = np.concatenate([r['bpd'] for r in recs])
+    per_digit[tag] = bpd
+    steps = tag.rsplit('_', 1)[-1]
+    rows.append(f'| {tag} | {bpd.mean():.3f} ± {bpd.std(ddof=1) / np.sqrt(len(bpd)):.3f} | '
+                f"{len(bpd)} | {np.mean([r['nfe'] for r in recs]):.0f} |")
+  rows += ['', 'Paired differences (the same digits, dequantization noise and probes: batch keys '
+           'depend on config.seed, repeat and batch only), mean ± SE of the per-digit difference:',
+           '', '| difference | bits/dim | digits |', '|---|---|---|']
+  for a, b in (('subvp', 'vp'), ('subvp_lw', 'vp_lw'), ('vp_lw', 'vp'), ('subvp_lw', 'subvp'),
+               ('ve_lw', 've'), ('ve', 'vp')):
+    pa, pb = (per_digit.get(f'{name}_{steps}') for name in (a, b))
+    if pa is None or pb is None or len(pa) != len(pb):
+      continue
+    d = pa - pb
+    rows.append(f'| {a} − {b} | {d.mean():+.3f} ± {d.std(ddof=1) / np.sqrt(len(d)):.3f} | '
+                f'{len(d)} |')
+  return '\n'.join(rows)
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument('--results', default='studies/results')
+  parser.add_argument('--progress', default='', help='a --models dir: print the bits/dim '
+                      'finished so far from its progress files')
   args = parser.parse_args()
+  if args.progress:
+    print(likelihood_progress(args.progress))
+    return
   for name, fn in (('sde_samplers', samplers), ('sde_likelihood', likelihood), ('ncsn', ncsn),
                    ('conditional', conditional)):
     path = os.path.join(args.results, name, name + '.json')
