@@ -296,6 +296,18 @@ INITS = {
 }
 
 
+# NCSN v1's Langevin step at alpha_i, as a Langevin update x + eps s + sqrt(2 eps) z with
+# eps = alpha_i / divisor:
+# - 'paper': Song & Ermon 2019, Algorithm 1, x + alpha_i/2 s + sqrt(alpha_i) z (eps = alpha_i / 2);
+# - 'code': ermongroup/ncsn, runners/anneal_runner.py, anneal_Langevin_dynamics:
+#     step_size = step_lr * (sigma / sigmas[-1]) ** 2
+#     noise = torch.randn_like(x_mod) * np.sqrt(step_size * 2)
+#     x_mod = x_mod + step_size * grad + noise
+#   called by its test() with step_lr 0.00002: eps = alpha_i, twice the paper's step at the
+#   same epsilon. The published samples and scores came from that code.
+LANGEVIN_CONVENTIONS = {'paper': 2., 'code': 1.}
+
+
 def ncsn_grid(sde: sde_lib.SDE) -> Array:
   """NCSN v1's levels sigma_1 > ... > sigma_L, then 0: [L + 1].
 
@@ -307,12 +319,16 @@ def ncsn_grid(sde: sde_lib.SDE) -> Array:
 
 def ald_ncsn_driver(key: Array, score_fn, sde: sde_lib.SDE, x_init: Array, grid: Array, *,
                     n_steps_each: int, step_lr: float, denoise: bool = False,
-                    progress_every: int = 0, level_constraint=None) -> tuple[Array, int]:
+                    progress_every: int = 0, level_constraint=None,
+                    convention: str = 'paper') -> tuple[Array, int]:
   """Annealed Langevin dynamics, Song & Ermon 2019, Algorithm 1, from x_init.
 
       for i = 1..L:  alpha_i = step_lr sigma_i^2 / sigma_L^2
         for t = 1..T:  x <- x + alpha_i / 2 s(x, sigma_i) + sqrt(alpha_i) z
       (denoise, NCSNv2's final step:  x <- x + sigma_L^2 s(x, sigma_L))
+
+  With convention='code' the inner step is ermongroup/ncsn's x + alpha_i s + sqrt(2 alpha_i) z
+  (`LANGEVIN_CONVENTIONS`): the paper's step at 2 step_lr.
 
   The score at sigma_i is score_fn(x, t_i) with t_i = sde.t_from_ve_sigma(sigma_i):
   sigma(t_i) = sigma_i, and a discrete model's score_fn labels it as score_sde
@@ -327,10 +343,12 @@ def ald_ncsn_driver(key: Array, score_fn, sde: sde_lib.SDE, x_init: Array, grid:
     level_constraint: None, or level_constraint(key, sigma_i) -> put, with put(x) -> x
       applied before a level's first step and after each (NCSN inpainting,
       `controllable.py`); its key is split off the level's.
+    convention: 'paper' or 'code' (`LANGEVIN_CONVENTIONS`).
   Returns:
     Samples [B, ...] and the number of score evaluations, L T (+1 with denoise).
   """
   _check_ncsn_sde(sde)
+  divisor = lookup(LANGEVIN_CONVENTIONS, convention, 'sampling.langevin_convention')
   sigmas = grid[:-1]
   times, step_sizes = sde.t_from_ve_sigma(sigmas), step_lr * sigmas ** 2 / sigmas[-1] ** 2
   num_levels = sigmas.shape[0]
@@ -346,9 +364,10 @@ def ald_ncsn_driver(key: Array, score_fn, sde: sde_lib.SDE, x_init: Array, grid:
       x = put(x)
 
     def one(x, k):
-      # x + alpha/2 s + sqrt(alpha) z is a Langevin update with eps = alpha / 2.
+      # x + alpha/2 s + sqrt(alpha) z is a Langevin update with eps = alpha / 2 ('paper');
+      # 'code' takes eps = alpha (alpha / 1. is exact, so 'paper' is unchanged bit for bit).
       z = jax.random.normal(k, x.shape)
-      return put(langevin_update(x, score_fn(x, vec(t)), z, alpha / 2.)[0]), None
+      return put(langevin_update(x, score_fn(x, vec(t)), z, alpha / divisor)[0]), None
 
     return jax.lax.scan(one, x, jax.random.split(k, n_steps_each))[0], None
 
@@ -411,8 +430,10 @@ def _pc_recipe(s, sde: sde_lib.SDE) -> Recipe:
 def _ald_ncsn_recipe(s, sde: sde_lib.SDE) -> Recipe:
   _check_ncsn_sde(sde)
   ladder = dataclasses.replace(sde, N=s.num_steps or sde.N)   # L levels on the model's range
+  convention = s.get('langevin_convention', 'paper')
+  lookup(LANGEVIN_CONVENTIONS, convention, 'sampling.langevin_convention')
   options = dict(n_steps_each=s.n_steps_each, step_lr=s.step_lr, denoise=s.noise_removal,
-                 progress_every=s.get('progress_every', 0))
+                 progress_every=s.get('progress_every', 0), convention=convention)
   return Recipe(ald_ncsn_driver, lambda key, shape: INITS['uniform'](key, shape, sde),
                 lambda: ncsn_grid(ladder), options,
                 ald_ncsn_nfe(ladder.N, s.n_steps_each, s.noise_removal), ladder.N)

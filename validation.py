@@ -143,6 +143,7 @@ SCHEMA: dict[str, Number | Choice] = {
     'sampling.s_tmin': Float(0.),
     'sampling.s_tmax': Float(0.),
     'sampling.step_lr': POSITIVE,
+    'sampling.langevin_convention': Choice(_registry('sampling', 'LANGEVIN_CONVENTIONS')),
     'sampling.progress_every': Int(0, hint='0 means silent'),
     'sampling.mask_fraction': PROB,
     'sampling.num_images': COUNT,

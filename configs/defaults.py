@@ -49,6 +49,10 @@ def get_default_configs() -> ml_collections.ConfigDict:
   sampling.s_tmin = 0.
   sampling.s_tmax = float('inf')
   sampling.step_lr = 2e-5             # NCSN v1 annealed Langevin's epsilon (method 'ald_ncsn')
+  # NCSN v1's Langevin step at alpha_i = step_lr sigma_i^2 / sigma_L^2 (method 'ald_ncsn'):
+  # 'paper' x + alpha/2 s + sqrt(alpha) z (Song & Ermon 2019, Algorithm 1) | 'code'
+  # x + alpha s + sqrt(2 alpha) z (ermongroup/ncsn, which the published numbers used).
+  sampling.langevin_convention = 'paper'
   sampling.progress_every = 0         # log "step i/N" every this many steps (0: silent)
   # --mode inpaint / colorize (controllable.py); sampling.method is pc or ald_ncsn.
   sampling.mask = 'half'              # known pixels: half (left) | center | random | a .npy/.png HxW

@@ -120,3 +120,67 @@ def pyplot():
 
 def dump(obj: Any) -> str:
   return json.dumps(obj, indent=1, default=float)
+
+
+# ----------------------------------------------------------------------------- added for the
+# score-SDE / NCSN / conditional studies (additive: nothing above changes)
+
+def define_models_flag() -> None:
+  """--models: where trained models live; '' = <out>/models. Studies that train the same
+  config with the same sizes may share one directory (a model is trained once, then reused)."""
+  flags.DEFINE_string('models', '', "Trained models' directory; '' = <out>/models.")
+
+
+def model_dir(tag: str) -> str:
+  """<--models or <out>/models>/<tag>."""
+  root = FLAGS.models if 'models' in FLAGS and FLAGS.models else os.path.join(FLAGS.out, 'models')
+  return os.path.join(root, tag)
+
+
+def study_training(config: ml_collections.ConfigDict, n_iters: int) -> ml_collections.ConfigDict:
+  """Sizes `config`'s training for a study, in place: n_iters steps, one checkpoint and one
+  test-loss evaluation at the end, no snapshot sample grids (they cost sampling time)."""
+  t = config.training
+  t.n_iters = int(n_iters)
+  t.snapshot_freq = t.snapshot_freq_for_preemption = t.eval_freq = int(n_iters)
+  t.log_freq = max(1, min(t.log_freq, int(n_iters)))
+  t.snapshot_sampling = False
+  config.optim.warmup = min(config.optim.warmup, max(1, int(n_iters) // 4))
+  return config
+
+
+def images01(config: ml_collections.ConfigDict, x) -> np.ndarray:
+  """Model-space images [N, H, W, C] -> numpy in [0, 1] (inverse scaler, then clipped)."""
+  import datasets  # pylint: disable=g-import-not-at-top
+  return np.clip(np.asarray(datasets.get_data_inverse_scaler(config)(np.asarray(x))), 0., 1.)
+
+
+def real_digits_fd(config: ml_collections.ConfigDict, n: int | None = None,
+                   draws: int = 3) -> dict[str, Any]:
+  """The FD floor: digits FD of real test digits against train (`mean_se` over `draws`
+  random subsets of n of the 297 test digits; n = None: all of them, one draw). The FD of
+  n samples is biased upwards by O(1/n), so a sample FD is compared with the floor at its n."""
+  import datasets  # pylint: disable=g-import-not-at-top
+  test = datasets.digits('test', config.data.image_size)[0]
+  if n is None or n >= len(test):
+    return mean_se([digits_fd(config, test)])
+  rng = np.random.default_rng(0)
+  return mean_se(digits_fd(config, test[rng.choice(len(test), n, replace=False)])
+                 for _ in range(draws))
+
+
+def load_average() -> list[float]:
+  """os.getloadavg() as a list (1, 5, 15 minutes): the machine is shared."""
+  return [float(v) for v in os.getloadavg()]
+
+
+def save_grid(path: str, images: np.ndarray, title: str = '') -> None:
+  """A PNG of images [N, H, W, C] in [0, 1] tiled in one grid (io_utils.image_grid)."""
+  plt = pyplot()
+  grid = io_utils.image_grid(np.asarray(images))
+  fig, ax = plt.subplots(figsize=(4, 4))
+  ax.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap='gray', vmin=0, vmax=255)
+  ax.set_axis_off()
+  ax.set_title(title, fontsize=8)
+  fig.savefig(path, dpi=120, bbox_inches='tight')
+  plt.close(fig)
