@@ -1,0 +1,60 @@
+"""The DSB written samples (true draws, as many as asked for) and the DMCMC/DSB studies."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from benchmarks import dsb_gaussian
+from configs.dsb import gaussian as gaussian_config
+from dsb import data as dsb_data
+from dsb import ipf as ipf_lib
+from dsb import networks
+
+
+def _random_affine(params, key, scale):
+  """An affine chain far from the identity: every A_k, c_k drawn at `scale`."""
+  ka, kc = jax.random.split(key)
+  return {'A': scale * jax.random.normal(ka, params['A'].shape),
+          'c': scale * jax.random.normal(kc, params['c'].shape)}
+
+
+def test_gaussian_written_samples_are_draws_of_the_exact_p1_and_p0():
+  """The benchmark's written samples against the closed form of the learned chain.
+
+  Both directions are random affine chains (dsb.network=affine), so p1 (forward from
+  pi_0 = N(-0.1 1, I)) and p0 (backward from pi_1) are exactly Gaussian with moments from
+  `affine_chain_moments`, the last step's noise 2 gamma_N I included. n = 10^5 draws in
+  d = 5 (not the config's dsb.num_samples = 5000: the count must follow the request).
+  The total variance of a Gaussian sample has sd sqrt(2 tr(S^2) / n) (~0.02 here); the
+  tolerance is 5 of them. The last step's mean must be short of it by exactly
+  d * 2 gamma_N = 0.25, which is more than 10 sds, so written means instead of draws fail.
+  """
+  dim, n = 5, 100_000
+  config = gaussian_config.get_config(str(dim))
+  d = config.dsb
+  data, prior = dsb_data.get_endpoints(config)
+  ipf = ipf_lib.IPF(config, (dim,), d.prior_mean, d.prior_var)
+  nets = ipf.init_nets(jax.random.PRNGKey(0))
+  for i, direction in enumerate(('forward', 'backward')):
+    p = _random_affine(nets[direction]['ema'], jax.random.PRNGKey(1 + i), 0.05)
+    nets[direction] = {'params': p, 'ema': p}
+  samples = dsb_gaussian.draws(ipf, nets, data, prior, n, jax.random.PRNGKey(3))
+  m0, m1, eye = np.full(dim, d.data_mean), np.full(dim, d.prior_mean), np.eye(dim)
+  last = 2. * float(ipf.gammas[-1]) * dim
+  assert last == pytest.approx(0.25)
+  for name, start, forward, net in (('p1', m0, True, 'forward'), ('p0', m1, False, 'backward')):
+    mean, cov, _ = networks.affine_chain_moments(nets[net]['ema'], ipf.gammas, start, eye,
+                                                 forward=forward)
+    x, x_mean = samples[name], samples[name + '_mean']
+    assert x.shape == x_mean.shape == (n, dim)
+    check = dsb_gaussian.variance_check(x, cov)
+    assert check['se'] < 0.025
+    assert abs(check['total_variance'] - check['exact']) < 5 * check['se'], (name, check)
+    # The mean lacks the last noise: its variance is exact - 2 gamma_N d (Cov(mean, noise) = 0).
+    short = dsb_gaussian.variance_check(x_mean, cov - last / dim * eye)
+    assert abs(short['total_variance'] - short['exact']) < 5 * short['se'], (name, short)
+    # Per-coordinate means within 5 standard errors sqrt(S_ii / n).
+    np.testing.assert_array_less(np.abs(x.mean(0) - mean), 5 * np.sqrt(np.diag(cov) / n))
