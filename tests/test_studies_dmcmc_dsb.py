@@ -58,3 +58,46 @@ def test_gaussian_written_samples_are_draws_of_the_exact_p1_and_p0():
     assert abs(short['total_variance'] - short['exact']) < 5 * short['se'], (name, short)
     # Per-coordinate means within 5 standard errors sqrt(S_ii / n).
     np.testing.assert_array_less(np.abs(x.mean(0) - mean), 5 * np.sqrt(np.diag(cov) / n))
+
+
+def test_default_dlg_block_keeps_the_exact_joint():
+  """The dmcmc.* defaults (Gibbs update, n_skip = 1, h = eta sigma_k^2) output draws of the
+  DLG target p(x, k) = p_{sigma_k}(x) / L when the chains are there already.
+
+  1-D two-mode mixture under VE, 6-level ladder, exact score and exact level posterior as the
+  classifier. 20000 chains start at exact joint draws (k uniform, x = x0 + sigma_k z); one
+  output block with the default settings. The outputs' level histogram must stay uniform
+  (total variation < 0.03; its sampling noise is ~0.01 at n = 20000 and 6 levels) and x | k
+  keep mean 0 and variance var_data + sigma_k^2 (5 standard errors, plus 2% of Langevin bias:
+  1 / (1 - h / 4v) - 1 <= eta / 4 = 1.25%). The reference's settings (argmax, the lowest-sigma
+  state of 10 steps) fail it: their outputs pile up on the lowest levels.
+  """
+  from configs.dmcmc.defaults import add_dmcmc_configs
+  from dmcmc import classifier, dlg
+  import sde_lib
+  from tests import exact
+
+  d = add_dmcmc_configs().dmcmc
+  ve = sde_lib.VESDE(sigma_min=0.01, sigma_max=50.)
+  mix = exact.GaussianMixture([0.6, 0.4], [[-1.], [1.5]], [0.5, 0.5])
+  ladder = classifier.ladder(6, 0.2, 2.)
+  n = 20_000
+  k0 = jax.random.randint(jax.random.PRNGKey(0), (n,), 0, 6)
+  x0 = mix.sample(jax.random.PRNGKey(1), n) + ladder[k0][:, None] * jax.random.normal(
+      jax.random.PRNGKey(2), (n, 1))
+  step = dlg.make_step(dlg.ve_score_fn(ve, mix.score_fn(ve)),
+                       lambda x: exact.ladder_log_probs(mix, x, ladder), ladder,
+                       sigma_update=d.sigma_update, eta_scaling=d.eta_scaling)
+  _, best, _ = jax.jit(lambda key, c: dlg.run_block(step, key, c, d.eta, d.n_skip,
+                                                    include_start=d.include_start))(
+      jax.random.PRNGKey(3), dlg.Chains(x0, k0.astype(jnp.int32)))
+  x, k = np.asarray(best.x)[:, 0], np.asarray(best.k)
+  freq = np.bincount(k, minlength=6) / n
+  assert 0.5 * np.abs(freq - 1 / 6).sum() < 0.03, freq
+  data_var = 0.6 * 0.25 + 0.4 * 0.25 + 0.6 * 1. + 0.4 * 1.5 ** 2
+  for level in range(6):
+    xs = x[k == level]
+    var = data_var + float(ladder[level]) ** 2
+    se_var = np.sqrt(np.mean((xs - xs.mean()) ** 4) - xs.var() ** 2) / np.sqrt(len(xs))
+    assert abs(xs.mean()) < 5 * np.sqrt(var / len(xs)), (level, xs.mean())
+    assert abs(xs.var() - var) < 5 * se_var + 0.02 * var, (level, xs.var(), var)
