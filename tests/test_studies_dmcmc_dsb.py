@@ -101,3 +101,39 @@ def test_default_dlg_block_keeps_the_exact_joint():
     se_var = np.sqrt(np.mean((xs - xs.mean()) ** 4) - xs.var() ** 2) / np.sqrt(len(xs))
     assert abs(xs.mean()) < 5 * np.sqrt(var / len(xs)), (level, xs.mean())
     assert abs(xs.var() - var) < 5 * se_var + 0.02 * var, (level, xs.var(), var)
+
+
+@pytest.mark.slow
+def test_quick_dmcmc_study_end_to_end(tmp_path):
+  """`studies/dmcmc_digits.py --quick` trains its four small models, writes the JSON and PNG,
+  and its NFE per output is the formula: plain edm_heun with N steps is 2N + 1 (Tweedie
+  included); DLG adds n_skip score and n_skip classifier calls and the chains' start-up
+  (INIT_STEPS-step edm_stochastic + Tweedie + warm-up score calls, 1 + warm-up classifier
+  calls) times n_chains / num_outputs. Every FD is finite and positive."""
+  from studies import dmcmc_digits as study
+  from tests.helpers import run_python
+  out = tmp_path / 'dmcmc'
+  proc = run_python(['studies/dmcmc_digits.py', '--quick', '--seeds', '2', '--out', str(out)],
+                    timeout=1200)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(out / 'dmcmc_digits.json') as f:
+    result = json.load(f)
+  assert (out / 'dmcmc_digits.png').exists() and not result['failed_cells']
+  assert result['quick'] and result['seeds'] == 2
+  init = (2 * study.INIT_STEPS + 1 + study.WARMUP_STEPS) + (1 + study.WARMUP_STEPS)
+  amortised = init * study.N_CHAINS[1] / study.NUM_OUTPUTS[1]
+  cells = result['cells']
+  assert {c['source'] for c in cells} == {'plain'} | {s['name'] for s in study.SETTINGS[1]}
+  for c in cells:
+    assert c['integrator'] == 'edm_heun' and c['fd']['n'] == 2
+    assert np.all(np.isfinite(c['fd']['values'])) and min(c['fd']['values']) > 0
+    finisher = 2 * c['budget'] + 1
+    if not c['dlg']:
+      assert c['nfe'] == finisher
+    else:
+      n_skip = next(s['n_skip'] for s in study.SETTINGS[1] if s['name'] == c['source'])
+      assert c['nfe'] == pytest.approx(finisher + 2 * n_skip + amortised)
+      assert c['nfe_score'] == pytest.approx(
+          finisher + n_skip + (2 * study.INIT_STEPS + 1 + study.WARMUP_STEPS) *
+          study.N_CHAINS[1] / study.NUM_OUTPUTS[1])
+  assert len(result['matches']) == len(study.SETTINGS[1])
