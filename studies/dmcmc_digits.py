@@ -44,6 +44,10 @@ from studies import common, dmcmc_models  # noqa: E402
 
 FLAGS = common.FLAGS
 common.define_flags('studies/results/dmcmc_digits')
+flags = common.flags
+flags.DEFINE_list('sdes', [], 'Score models to study (vp, ve); default all of the size.')
+flags.DEFINE_list('budgets', [], 'Indices into each integrator\'s budget list; default all.')
+flags.DEFINE_string('models_dir', '', 'Where the trained models are (default <out>/models).')
 
 # Step budgets N per integrator kind (NFE = N + 1 for the N-step ones, 2N + 1 for EDM;
 # the adaptive solver's budget is its tolerance rtol = atol). Full, quick.
@@ -122,8 +126,8 @@ def to_images(config, x0) -> np.ndarray:
 
 def study_model(sde_name: str, quick: bool) -> dict:
   """Every cell of one score model: {'cells': [...], 'sigma_n': ..., 'seconds': ...}."""
-  out = FLAGS.out
-  score_dir, clf_dir = dmcmc_models.workdirs(out, sde_name)
+  score_dir, clf_dir = dmcmc_models.workdirs(
+      os.path.dirname(FLAGS.models_dir.rstrip('/')) if FLAGS.models_dir else FLAGS.out, sde_name)
   config = dmcmc_models.score_config(sde_name, quick)
   clf_config = dmcmc_models.classifier_config(sde_name, quick)
   train_seconds = {'score': common.train_once(config, score_dir),
@@ -160,7 +164,10 @@ def study_model(sde_name: str, quick: bool) -> dict:
 
   cells = []
   for name in INTEGRATORS[int(quick)]:
-    for budget in BUDGETS[kind(name)][int(quick)]:
+    budgets = BUDGETS[kind(name)][int(quick)]
+    if FLAGS.budgets:
+      budgets = [budgets[int(i)] for i in FLAGS.budgets if int(i) < len(budgets)] or budgets[:1]
+    for budget in budgets:
       try:
         cells.extend(_cells(config, sde, score_fn, sde_name, name, budget, sources))
       except Exception as e:  # pylint: disable=broad-except  (one failed cell must not lose the rest)
@@ -258,10 +265,10 @@ def main(argv):
   del argv
   quick = FLAGS.quick
   tic, load0 = time.time(), os.getloadavg()
-  per_model = {sde: study_model(sde, quick) for sde in SDES[int(quick)]}
+  per_model = {sde: study_model(sde, quick) for sde in (FLAGS.sdes or SDES[int(quick)])}
   failed = [c for r in per_model.values() for c in r['cells'] if 'error' in c]
   cells = [c for r in per_model.values() for c in r['cells'] if 'error' not in c]
-  config = dmcmc_models.score_config('vp', quick)
+  config = dmcmc_models.score_config(list(per_model)[0], quick)
   yardstick = common.digits_fd(config, datasets.digits('test', 8)[0])
   os.makedirs(FLAGS.out, exist_ok=True)
   plot(os.path.join(FLAGS.out, 'dmcmc_digits.png'), cells, yardstick)
@@ -273,7 +280,7 @@ def main(argv):
              'sampling_seconds': {k: r['seconds'] for k, r in per_model.items()},
              'dmcmc': {k: r['dmcmc'] for k, r in per_model.items()},
              'settings': SETTINGS[int(quick)], 'num_outputs': NUM_OUTPUTS[int(quick)],
-             'n_chains': N_CHAINS[int(quick)], 'warmup_steps': WARMUP_STEPS,
+             'n_chains': N_CHAINS[int(quick)], 'budget_indices': FLAGS.budgets or 'all', 'warmup_steps': WARMUP_STEPS,
              'init': {'integrator': INIT_INTEGRATOR, 'steps': INIT_STEPS,
                       'noise': 'half the data range'},
              'real_test_digits_fd': yardstick, 'wall_seconds': time.time() - tic,

@@ -39,6 +39,8 @@ from studies import common  # noqa: E402
 
 FLAGS = common.FLAGS
 common.define_flags('studies/results/dsb_digits')
+common.flags.DEFINE_list('parts', ['gaussian', 'letters'], 'Which parts to run.')
+common.flags.DEFINE_integer('letters_ipf', 0, 'IPF iterations of the transfer (0: SIZES).')
 
 CONFIDENCE = 0.9
 NUM_SAMPLES = (512, 128)          # FD samples per seed and iteration (full, quick)
@@ -57,6 +59,8 @@ def make_config(kind: str, quick: bool):
   config = common.load_config(path)
   d = config.dsb
   d.n_ipf, d.num_iter, d.cache_size, d.cache_refresh = SIZES[kind][int(quick)]
+  if kind == 'letters' and FLAGS.letters_ipf:
+    d.n_ipf = FLAGS.letters_ipf
   d.log_freq = d.cache_refresh
   d.max_to_keep = 2 * d.n_ipf + 1      # keep every half: each iteration is resampled below
   d.num_samples = 64 if quick else 256
@@ -167,6 +171,16 @@ def letters_to_digits(quick: bool) -> dict:
 def plot(path: str, g: dict, t: dict, yardstick: float) -> None:
   plt = common.pyplot()
   fig = plt.figure(figsize=(13, 6.5))
+  if g:
+    _plot_gaussian(fig, g, yardstick)
+  if t:
+    _plot_letters(fig, t)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def _plot_gaussian(fig, g: dict, yardstick: float) -> None:
   ax = fig.add_subplot(2, 3, 1)
   its = [r['iteration'] for r in g['iterations']]
   for key, label in (('fd_mean', 'last step mean'), ('fd_draws', 'draws (with last noise)')):
@@ -183,6 +197,9 @@ def plot(path: str, g: dict, t: dict, yardstick: float) -> None:
   ax.imshow(_grid(g['final_images'], 8), cmap='gray', vmin=0, vmax=1)
   ax.set_title(f"samples after iteration {its[-1]} (means)", fontsize=9)
   ax.axis('off')
+
+
+def _plot_letters(fig, t: dict) -> None:
   ax = fig.add_subplot(2, 3, 3)
   its = [r['iteration'] for r in t['iterations']]
   ax.errorbar(its, [r['confident_fraction']['mean'] for r in t['iterations']],
@@ -203,9 +220,6 @@ def plot(path: str, g: dict, t: dict, yardstick: float) -> None:
             vmax=1)
   ax.set_title('top: held-out letters; bottom: transported by the backward network', fontsize=9)
   ax.axis('off')
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
 
 
 def _grid(images: np.ndarray, cols: int) -> np.ndarray:
@@ -221,21 +235,22 @@ def main(argv):
   del argv
   quick = FLAGS.quick
   tic, load0 = time.time(), os.getloadavg()
-  g = gaussian_to_digits(quick)
-  t = letters_to_digits(quick)
+  g = gaussian_to_digits(quick) if 'gaussian' in FLAGS.parts else None
+  t = letters_to_digits(quick) if 'letters' in FLAGS.parts else None
   config = make_config('digits', quick)
   yardstick = common.digits_fd(config, datasets.digits('test', 8)[0])
   os.makedirs(FLAGS.out, exist_ok=True)
   plot(os.path.join(FLAGS.out, 'dsb_digits.png'), g, t, yardstick)
-  g.pop('final_images')
-  t.pop('pairs')
+  for part, key in ((g, 'final_images'), (t, 'pairs')):
+    if part:
+      part.pop(key)
   payload = {'study': 'dsb_digits', 'gaussian_to_digits': g, 'letters_to_digits': t,
              'real_test_digits_fd': yardstick, 'wall_seconds': time.time() - tic,
              'load_average_start': load0, 'load_average_end': os.getloadavg()}
   common.write(FLAGS.out, 'dsb_digits', payload, config)
-  for r in g['iterations']:
+  for r in (g or {'iterations': []})['iterations']:
     print('digits iteration', r['iteration'], 'FD', common.fmt(r['fd_mean']), flush=True)
-  for r in t['iterations']:
+  for r in (t or {'iterations': []})['iterations']:
     print('letters iteration', r['iteration'], 'confident',
           common.fmt(r['confident_fraction']), flush=True)
 
