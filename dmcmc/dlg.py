@@ -6,7 +6,16 @@ One DLG step, in the VE view x_hat (x_t = alpha(t) x_hat, sigma_k = ve_sigma(t))
     k     <- argmax_j q(j | x_hat)   or   k ~ q(. | x_hat)    (the reference / a Gibbs step)
 
 with h = eta sigma_k^2 (eta_scaling='sigma2', scale-free like annealed Langevin) or
-h = eta ('none'). Chains persist across output blocks; each block runs n_skip steps
+h = eta ('none'). Kim & Ye's code (github.com/1202kbs/DMCMC, Demo.ipynb, the DLG cell) uses
+the constant step and the argmax:
+
+    x.data = x + 0.5 * eta * score_model(x, s) + np.sqrt(eta) * torch.randn_like(x) # x ~ p(x|s)
+    s.data = get_sigma(net(x).argmax(dim=1), config.model.sigma_max) # s ~ p(s|x)
+
+(eta = 0.8, skp = 10 for CelebA-HQ). On N(m, v) the step is an AR(1) with stationary variance
+v / (1 - h / (4 v)) (tests/test_dmcmc.py), which blows up for h >= 4 v: a constant eta cannot
+sample the low levels (v ~ sigma_k^2 near the data), so the chain hovers where
+sigma_k^2 ~ eta / 4. h = eta sigma_k^2 keeps the bias at eta / 4 on every level. Chains persist across output blocks; each block runs n_skip steps
 and returns, per chain, the lowest-sigma state it saw. Every score and classifier
 call is counted: a step is one score and one classifier evaluation.
 """

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +33,21 @@ from errors import ConfigError, TrainingError
 
 Array = jax.Array
 DIRECTIONS = ('backward', 'forward')
+
+
+class Chain(NamedTuple):
+  """A simulated chain: true draws at every grid point, and the last step's mean.
+
+  Attributes:
+    traj: [N + 1, B, ...] in grid order: draws of the chain's law at every point, the far
+      end included (its last step's noise, variance 2 gamma, is in it).
+    end: [B, ...] the far end's draws: traj[0] of a backward chain, traj[N] of a forward one.
+    end_mean: [B, ...] the last step's mean (no last noise): the denoised picture that
+      DSB's reference sampler shows; its variance is short of end's by 2 gamma_last.
+  """
+  traj: Array
+  end: Array
+  end_mean: Array
 
 
 def half_direction(h: int) -> str:
@@ -117,8 +132,9 @@ class IPF:
                            sim_forward=sim_forward)
 
   def _simulate_impl(self, params, x_start, key, *, forward, use_reference):
-    return schedule.simulate(self._mean_fn(params, use_reference), x_start, self._g, key,
-                             forward=forward, last_mean=True)
+    traj, last_mean = schedule.simulate(self._mean_fn(params, use_reference), x_start, self._g,
+                                        key, forward=forward, return_last_mean=True)
+    return Chain(traj, traj[-1] if forward else traj[0], last_mean)
 
   def _train_impl(self, state: train_state.TrainState, cache: cache_lib.Cache, *, n: int):
     d, m = self.config.dsb, self.config.model
@@ -182,17 +198,19 @@ class IPF:
     nets[direction] = {'params': state.params, 'ema': state.ema_params}
     return nets, logged
 
-  def sample(self, nets: dict, x_prior: Array, key: Array) -> Array:
-    """Backward EMA network from prior draws; the last step returns the mean.
+  def sample(self, nets: dict, x_prior: Array, key: Array) -> Chain:
+    """Backward EMA network from prior draws [B, ...], one sample per draw.
 
     Returns:
-      [N + 1, B, ...] trajectory in grid order: [0] the samples, [N] = x_prior.
+      Chain: traj [N + 1, B, ...] in grid order ([N] = x_prior), end = traj[0] the samples
+      (true draws of the learned p0, last noise included), end_mean their last step's mean.
     """
     return self._simulate(nets['backward']['ema'], x_prior, key, forward=False,
                           use_reference=False)
 
   def push_forward(self, nets: dict, x_data: Array, key: Array, use_reference: bool = False
-                   ) -> Array:
-    """Forward EMA network (or the reference) from data: [N + 1, B, ...], [N] the end."""
+                   ) -> Chain:
+    """Forward EMA network (or the reference) from data [B, ...]: a Chain, end = traj[N]
+    (true draws of the learned p1, last noise included), end_mean its last step's mean."""
     return self._simulate(nets['forward']['ema'], x_data, key, forward=True,
                           use_reference=use_reference)

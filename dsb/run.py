@@ -4,7 +4,11 @@ Writes under workdir/dsb/:
   checkpoints/<h>/              Orbax: both networks and their EMAs after half-iteration h
   metrics.json                  per half: losses, seconds; per iteration: sliced Wasserstein
                                 distances to held-out data, seconds (plus run metadata)
-  samples/iter_<n>.{png,npz}    samples of the backward network (prior -> data) after iteration n
+  samples/iter_<n>.{png,npz}    after iteration n, dsb.num_samples of each: `samples` (backward
+                                network from held-out prior draws: true draws, the last step's
+                                noise included), `samples_mean` (that last step's mean), `forward`
+                                and `forward_mean` (forward network from held-out data); the PNG
+                                shows samples_mean for images
   samples/iter_<n>_trajectories.png, iter_<n>_density.png (2-D) or a trajectory grid (images)
 
 A rerun with the same workdir resumes after the last checkpointed half; every random draw
@@ -142,15 +146,18 @@ def _evaluate(config, ipf, nets, n, held_data, held_prior, mesh, shard, out_dir,
   d = config.dsb
   key = jax.random.fold_in(jax.random.PRNGKey(config.seed + 1), n)
   k1, k2 = jax.random.split(key)
-  traj_b = parallel.to_host(ipf.sample(nets, parallel.from_host(held_prior, shard), k1))
-  traj_f = parallel.to_host(ipf.push_forward(nets, parallel.from_host(held_data, shard), k2))
-  samples, pushed = traj_b[0], traj_f[-1]
+  back = jax.tree.map(parallel.to_host,
+                      ipf.sample(nets, parallel.from_host(held_prior, shard), k1))
+  fwd = jax.tree.map(parallel.to_host,
+                     ipf.push_forward(nets, parallel.from_host(held_data, shard), k2))
   losses = {r['direction']: r['loss'] for r in record['halves'] if r['iteration'] == n}
+  # The sliced Wasserstein distances compare laws, so they take true draws (the last step's
+  # noise included); the image grids show the last step's mean, as DSB's sampler does.
   result = {'iteration': n, 'loss_backward': losses.get('backward'),
             'loss_forward': losses.get('forward'),
-            'sw_data': sliced_wasserstein(samples, held_data, order=2,
+            'sw_data': sliced_wasserstein(back.end, held_data, order=2,
                                           num_projections=d.sw_projections),
-            'sw_prior': sliced_wasserstein(pushed, held_prior, order=2,
+            'sw_prior': sliced_wasserstein(fwd.end, held_prior, order=2,
                                            num_projections=d.sw_projections),
             'seconds': seconds}
   logging.info('IPF iteration %d/%d: SW(samples, data) %.4f  SW(forward(data), prior) %.4f  '
@@ -158,16 +165,18 @@ def _evaluate(config, ipf, nets, n, held_data, held_prior, mesh, shard, out_dir,
   prefix = os.path.join(out_dir, 'samples', f'iter_{n}')
   if io_utils.is_writer():
     os.makedirs(os.path.dirname(prefix), exist_ok=True)
-    np.savez_compressed(prefix + '.npz', samples=samples, forward=pushed)
+    np.savez_compressed(prefix + '.npz', samples=back.end, samples_mean=back.end_mean,
+                        forward=fwd.end, forward_mean=fwd.end_mean)
+    samples = back.end
     if is_2d:
       io_utils.save_scatter(prefix + '.png', samples, held_data, f'iteration {n}')
-      plots.trajectories_2d(prefix + '_trajectories.png', traj_b,
+      plots.trajectories_2d(prefix + '_trajectories.png', back.traj,
                             f'backward chain, IPF iteration {n}')
       plots.density_2d(prefix + '_density.png', samples, held_data, f'iteration {n}')
     elif len(samples.shape) == 4:
-      images = np.clip(inverse_scaler(samples[:64]), 0., 1.)
+      images = np.clip(inverse_scaler(back.end_mean[:64]), 0., 1.)
       io_utils.save_image_grid(prefix + '.png', images, upscale=max(1, 64 // samples.shape[1]))
-      plots.trajectories_images(prefix + '_trajectories.png', traj_b, inverse_scaler)
+      plots.trajectories_images(prefix + '_trajectories.png', back.traj, inverse_scaler)
     else:   # vectors of another dimension: the first two coordinates
       io_utils.save_scatter(prefix + '.png', samples[:, :2], held_data[:, :2], f'iteration {n}')
   return result

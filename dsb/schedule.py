@@ -110,7 +110,7 @@ def reference_mean_fn(kind: str, m: Array, v: Array, gammas: Array) -> MeanFn:
 # ----------------------------------------------------------------------------- simulation
 
 def simulate(mean_fn: MeanFn, x_start: Array, gammas: Array, key: Array, *,
-             forward: bool, last_mean: bool = False) -> Array:
+             forward: bool, last_mean: bool = False, return_last_mean: bool = False):
   """Runs the chain with Gaussian transitions of variance 2 gamma; one `lax.scan`.
 
   Args:
@@ -119,11 +119,14 @@ def simulate(mean_fn: MeanFn, x_start: Array, gammas: Array, key: Array, *,
     x_start: [B, ...], X_0 (forward) or X_N (backward).
     gammas: [N].
     forward: direction.
-    last_mean: return the last step's mean instead of a noisy draw (DSB's sampler: the
-      final noise would only blur the samples).
+    last_mean: put the last step's mean in place of its noisy draw (then the end state is
+      not a draw of the chain's law: its variance lacks the last step's 2 gamma).
+    return_last_mean: also return the last step's mean, computed in the same pass (the
+      same network call), beside the trajectory of true draws.
 
   Returns:
-    [N + 1, B, ...] states in grid order X_0..X_N, whichever end they started from.
+    [N + 1, B, ...] states in grid order X_0..X_N, whichever end they started from; with
+    return_last_mean, (that trajectory, the last step's mean [B, ...]).
   """
   n = gammas.shape[0]
   steps = jnp.arange(n) if forward else jnp.arange(n, 0, -1)   # the index fed to mean_fn
@@ -136,8 +139,9 @@ def simulate(mean_fn: MeanFn, x_start: Array, gammas: Array, key: Array, *,
     mean = mean_fn(x, jnp.full((b,), k))
     noise = jnp.sqrt(2. * gamma) * jax.random.normal(j, x.shape)
     x = mean + noise * (1. - (last_mean & (i == n - 1)))
-    return x, x
+    return x, (x, mean)
 
-  _, xs = jax.lax.scan(step, x_start, (jnp.arange(n), keys, steps))
+  _, (xs, means) = jax.lax.scan(step, x_start, (jnp.arange(n), keys, steps))
   traj = jnp.concatenate([x_start[None], xs])
-  return traj if forward else traj[::-1]
+  traj = traj if forward else traj[::-1]
+  return (traj, means[-1]) if return_last_mean else traj
