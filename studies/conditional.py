@@ -21,7 +21,6 @@ Euler-Maruyama --color_steps steps). Colour error: the RGB MSE of the recoloured
 crops and the chroma RMSE (`controllable.chroma_errors`), beside the mean-colour baseline;
 mean ± SE over --seeds. Writes <out>/conditional.json and <out>/conditional.png.
 """
-import copy
 import os
 import sys
 import time

@@ -24,7 +24,6 @@ integrator noise all change with the seed; the models do not).
 """
 from __future__ import annotations
 
-import copy
 import os
 import sys
 import time

@@ -1,6 +1,5 @@
 """The DSB written samples (true draws, as many as asked for) and the DMCMC/DSB studies."""
 import json
-import os
 
 import jax
 import jax.numpy as jnp
