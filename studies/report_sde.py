@@ -1,4 +1,4 @@
-"""Markdown tables of the score-SDE / NCSN / conditional studies' JSON (for docs/results_sde.md).
+"""Markdown tables of the score-SDE / NCSN / conditional studies' JSON (for docs/results.md).
 
     python studies/report_sde.py [--results studies/results]
 

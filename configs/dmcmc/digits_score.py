@@ -16,7 +16,7 @@ def get_config():
   d.classifier_channels = (32, 64)
   d.classifier_hidden_dims = (256,)
   d.n_chains, d.num_outputs = 64, 64
-  d.n_skip = 20
+  d.n_skip = 1      # the default: one DLG step per output keeps each output a draw of the joint
   d.integrator = 'edm_heun'
   d.integrator_steps = 10
   return config
