@@ -20,21 +20,6 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 
 
-# Scheduling only (results are unaffected): the modules holding the longest tests (30-60 s
-# each on CPU: training and sampling an image model, the bfloat16 gradients, the bad-input
-# table, the two-process and preemption runs) run first. Collected last (alphabetically),
-# they left one xdist worker busy on them while the other had finished. Whole modules
-# move, in their own order, so module-scoped fixtures are still set up once.
-_LONG_MODULES = ('test_train.py', 'test_precision.py', 'test_bad_inputs.py', 'test_preemption.py',
-                 'test_multihost.py', 'test_dsb.py', 'test_controllable.py', 'test_dmcmc.py')
-
-
-def pytest_collection_modifyitems(config, items):
-  del config
-  rank = {name: i for i, name in enumerate(_LONG_MODULES)}
-  items.sort(key=lambda item: rank.get(os.path.basename(str(item.fspath)), len(rank)))
-
-
 def pytest_configure(config):
   config.addinivalue_line('markers', 'slow: heavier tests, excluded from `make test`')
 
