@@ -118,6 +118,13 @@ def pyplot():
   return plt
 
 
+def save_figure(fig, path: str, dpi: int = 120) -> None:
+  """Lays out, writes and closes a study's figure."""
+  fig.tight_layout()
+  fig.savefig(path, dpi=dpi)
+  pyplot().close(fig)
+
+
 def dump(obj: Any) -> str:
   return json.dumps(obj, indent=1, default=float)
 

@@ -174,9 +174,7 @@ def plot(payload: dict, grids: dict, strip: np.ndarray | None, path: str) -> Non
     axes[-1].imshow(io_utils.image_grid(strip))
     axes[-1].set_title('photo_crops: gray | colorized | true', fontsize=8)
     axes[-1].set_axis_off()
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  common.save_figure(fig, path, dpi=120)
 
 
 def main(_):

@@ -255,9 +255,7 @@ def plot(path: str, cells: list[dict], yardstick: float) -> None:
   axes[0, 0].legend(fontsize=7)
   fig.suptitle('DMCMC on digits: plain integrator vs DLG + integrator (dotted: real test '
                'digits)', fontsize=9)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  common.save_figure(fig, path, dpi=100)
 
 
 def main(argv):

@@ -175,9 +175,7 @@ def plot(path: str, g: dict, t: dict, yardstick: float) -> None:
     _plot_gaussian(fig, g, yardstick)
   if t:
     _plot_letters(fig, t)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  common.save_figure(fig, path, dpi=100)
 
 
 def _plot_gaussian(fig, g: dict, yardstick: float) -> None:

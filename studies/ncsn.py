@@ -55,9 +55,7 @@ def plot(payload: dict, grids: dict, path: str) -> None:
     ax.imshow(io_utils.image_grid(images[:64]).squeeze(-1), cmap='gray', vmin=0, vmax=255)
     ax.set_title(f"'{name}' convention", fontsize=9)
     ax.set_axis_off()
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  common.save_figure(fig, path, dpi=120)
 
 
 def main(_):

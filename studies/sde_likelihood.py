@@ -78,9 +78,7 @@ def plot(payload: dict, path: str) -> None:
   ax.set_title(f"digits, {payload['train_steps']} training steps, rtol = atol = "
                f"{payload['tol']:g}", fontsize=9)
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  common.save_figure(fig, path, dpi=120)
 
 
 def main(_):

@@ -162,9 +162,7 @@ def plot(payload: dict, path: str) -> None:
     ax.set_ylabel(f"digits FD ({payload['num_samples']} samples, mean ± SE)")
     ax.set_title(f"{name.upper()} ({model['config']}, {model['train_steps']} steps)", fontsize=9)
     ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  common.save_figure(fig, path, dpi=120)
 
 
 def plot_grids(grids: dict, path: str, budget: int) -> None:
@@ -179,9 +177,7 @@ def plot_grids(grids: dict, path: str, budget: int) -> None:
     ax.imshow(strip.squeeze(-1), cmap='gray', vmin=0, vmax=255)
     ax.set_title(f'{name.upper()} at budget {budget}: ' + ' | '.join(by_sampler), fontsize=7)
     ax.set_axis_off()
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  common.save_figure(fig, path, dpi=120)
 
 
 def main(_):

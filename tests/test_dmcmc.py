@@ -78,6 +78,21 @@ def test_langevin_step_stationary_variance(sde):
   assert abs(values.mean() - m) < 5 * np.sqrt(expected / values.size)
 
 
+def assert_exact_joint(x, k, ladder):
+  """(x [n], k [n]) ~ MIX's p_{sigma_k}(x) / L: level histogram total variation < 0.03;
+  x | k has mean 0 within 5 SE and variance var_data + sigma_k^2 within 5 SE + 2%."""
+  levels = len(ladder)
+  freq = np.bincount(k, minlength=levels) / len(k)
+  assert 0.5 * np.abs(freq - 1 / levels).sum() < 0.03, freq
+  data_var = 0.6 * 0.25 + 0.4 * 0.25 + 0.6 * 1. + 0.4 * 1.5 ** 2   # MIX's variance
+  for level in range(levels):
+    xs = x[k == level]
+    var = data_var + float(ladder[level]) ** 2
+    se_var = np.sqrt(np.mean((xs - xs.mean()) ** 4) - xs.var() ** 2) / np.sqrt(len(xs))
+    assert abs(xs.mean()) < 5 * np.sqrt(var / len(xs)), (level, xs.mean())
+    assert abs(xs.var() - var) < 5 * se_var + 0.02 * var, (level, xs.var(), var)
+
+
 def test_gibbs_chain_matches_the_exact_joint():
   """Exact score + exact posterior drawn (Gibbs): (x, level) ~ p_{sigma_k}(x) / L.
 
@@ -94,15 +109,7 @@ def test_gibbs_chain_matches_the_exact_joint():
   chains = jax.jit(lambda key, c: dlg.run_steps(step, key, c, 0.05, steps))(
       jax.random.PRNGKey(1), dlg.Chains(x, jnp.full((n,), 5, jnp.int32)))
   x, k = np.asarray(chains.x)[:, 0], np.asarray(chains.k)
-  freq = np.bincount(k, minlength=6) / n
-  assert 0.5 * np.abs(freq - 1 / 6).sum() < 0.03, freq
-  data_var = 0.6 * 0.25 + 0.4 * 0.25 + 0.6 * 1. + 0.4 * 1.5 ** 2
-  for level in range(6):
-    xs = x[k == level]
-    var = data_var + float(LADDER[level]) ** 2
-    se_var = np.sqrt(np.mean((xs - xs.mean()) ** 4) - xs.var() ** 2) / np.sqrt(len(xs))
-    assert abs(xs.mean()) < 5 * np.sqrt(var / len(xs)), (level, xs.mean())
-    assert abs(xs.var() - var) < 5 * se_var + 0.02 * var, (level, xs.var(), var)
+  assert_exact_joint(x, k, LADDER)
 
 
 def test_argmax_update_and_block_keep_the_lowest_sigma():

@@ -75,6 +75,7 @@ def test_default_dlg_block_keeps_the_exact_joint():
   from dmcmc import classifier, dlg
   import sde_lib
   from tests import exact
+  from tests.test_dmcmc import assert_exact_joint
 
   d = add_dmcmc_configs().dmcmc
   ve = sde_lib.VESDE(sigma_min=0.01, sigma_max=50.)
@@ -91,15 +92,7 @@ def test_default_dlg_block_keeps_the_exact_joint():
                                                     include_start=d.include_start))(
       jax.random.PRNGKey(3), dlg.Chains(x0, k0.astype(jnp.int32)))
   x, k = np.asarray(best.x)[:, 0], np.asarray(best.k)
-  freq = np.bincount(k, minlength=6) / n
-  assert 0.5 * np.abs(freq - 1 / 6).sum() < 0.03, freq
-  data_var = 0.6 * 0.25 + 0.4 * 0.25 + 0.6 * 1. + 0.4 * 1.5 ** 2
-  for level in range(6):
-    xs = x[k == level]
-    var = data_var + float(ladder[level]) ** 2
-    se_var = np.sqrt(np.mean((xs - xs.mean()) ** 4) - xs.var() ** 2) / np.sqrt(len(xs))
-    assert abs(xs.mean()) < 5 * np.sqrt(var / len(xs)), (level, xs.mean())
-    assert abs(xs.var() - var) < 5 * se_var + 0.02 * var, (level, xs.var(), var)
+  assert_exact_joint(x, k, ladder)
 
 
 @pytest.mark.slow
