@@ -220,7 +220,7 @@ def define_flags() -> None:
   """The study's flags (defined when run, so that tests can import the module)."""
   common.define_flags('studies/results/sde_samplers')
   common.define_models_flag()
-  flags.DEFINE_string('budgets', '50,100', 'NFE budgets (comma-separated).')
+  flags.DEFINE_string('budgets', '50,200,1000', 'NFE budgets (comma-separated).')
   flags.DEFINE_integer('num_samples', 100, 'Samples per FD (the floor uses as many test digits).')
   flags.DEFINE_integer('n_iters', 1000, 'Training steps of each model.')
 

@@ -122,3 +122,15 @@ def test_quick_sampler_study_writes_every_cell(tmp_path):
           assert c['nfe'] == c['nfe_formula'] == sde_samplers.settings(kind, fields,
                                                                        c['budget'])[1]
   assert np.isfinite(payload['fd_floor']['mean'])
+
+
+def test_run_all_names_every_study_script_and_refuses_an_unknown_one():
+  """studies/run_all.py runs each study's script (they all exist); an unknown --only name is
+  one line naming the choices, exit 2, before anything runs."""
+  from studies import run_all  # pylint: disable=g-import-not-at-top
+  for name, script, _ in run_all.STUDIES:
+    assert os.path.exists(os.path.join(ROOT, script)), (name, script)
+  proc = subprocess.run([sys.executable, 'studies/run_all.py', '--only', 'ncsn,nope'],
+                        cwd=ROOT, capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().count('\n') == 0 and "'nope'" in proc.stderr, proc.stderr

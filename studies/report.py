@@ -1,9 +1,10 @@
-"""Markdown tables of the score-SDE / NCSN / conditional studies' JSON (for docs/results.md).
+"""Markdown tables of every study's JSON (the tables of docs/results.md).
 
-    python studies/report_sde.py [--results studies/results]
+    python studies/report.py [--results studies/results] [--progress DIR]
 
-Prints one table per study found under --results (sde_samplers, sde_likelihood, ncsn,
-conditional); a study whose JSON is missing is named as missing.
+Prints one section per study found under --results (sde_samplers, sde_likelihood, ncsn,
+conditional, dmcmc_digits, dsb_digits) and the wall times of studies/run_all.py's
+run_all.json; a study whose JSON is missing is named as missing.
 """
 import argparse
 import json
@@ -79,6 +80,75 @@ def conditional(p: dict) -> str:
   return '\n'.join(out)
 
 
+def dmcmc(p: dict) -> str:
+  settings = [s['name'] for s in p['settings']]
+  out = [f"{p['num_outputs']} outputs per cell from {p['n_chains']} chains, {p['seeds']} seeds; "
+         f"models {p['train_steps']}; real test digits FD {p['real_test_digits_fd']:.2f}; wall "
+         f"{p['wall_seconds'] / 60:.1f} min{' (QUICK)' if p['quick'] else ''}", '',
+         '| model | integrator | N / rtol | plain | ' + ' | '.join(f'DLG {s}' for s in settings)
+         + ' |', '|---|---|---|---|' + '---|' * len(settings)]
+  key = lambda c: (c['sde'], c['integrator'], c['budget'])
+  by = {}
+  for c in p['cells']:
+    by.setdefault(key(c), {})[c['source']] = c
+  for (sde, name, budget), row in by.items():
+    out.append(f'| {sde.upper()} | {name} | {budget:g} | ' + ' | '.join(
+        f"{cell(row[s]['fd'])} ({row[s]['nfe']:g})" if s in row else '' for s in
+        ['plain'] + settings) + ' |')
+  out += ['', '| model | integrator | DLG setting | plain best FD (NFE) | DLG matches at NFE | '
+          'DLG best FD (NFE) |', '|---|---|---|---|---|---|']
+  for r in p['matches']:
+    match = f"{r['dlg_match_nfe']:g}" if r['dlg_match_nfe'] is not None else 'never'
+    out.append(f"| {r['sde'].upper()} | {r['integrator']} | {r['setting']} | "
+               f"{cell(r['plain_best_fd'])} ({r['plain_best_nfe']:g}) | {match} | "
+               f"{cell(r['dlg_best_fd'])} ({r['dlg_best_nfe']:g}) |")
+  out += ['', 'levels handed to the integrator (sigma_n median, 10-90 %): ' + '; '.join(
+      f"{sde.upper()} {k} {v['median']:.2f} ({v['q10']:.2f}-{v['q90']:.2f})"
+      for sde, d in p['sigma_n'].items() for k, v in d.items())]
+  if p['failed_cells']:
+    out += ['', f"failed cells: {p['failed_cells']}"]
+  return '\n'.join(out)
+
+
+def dsb(p: dict) -> str:
+  out = [f"real test digits FD {p['real_test_digits_fd']:.2f}; wall "
+         f"{p['wall_seconds'] / 60:.1f} min{' (QUICK)' if p['quick'] else ''}"]
+  g, t = p.get('gaussian_to_digits'), p.get('letters_to_digits')
+  if g:
+    d = g['dsb']
+    out += ['', f"Gaussian -> digits: {d['n_ipf']} IPF iterations of 2 x {d['num_iter']} steps, "
+            f"{g['num_samples']} samples per seed; prior draws FD {cell(g['prior_fd'])}; "
+            f"training {g['train_seconds']:.0f} s",
+            '', '| IPF iteration | digits FD (last-step mean) | digits FD (true draws) |',
+            '|---|---|---|']
+    out += [f"| {r['iteration']} | {cell(r['fd_mean'])} | {cell(r['fd_draws'])} |"
+            for r in g['iterations']]
+  if t:
+    d = t['dsb']
+    out += ['', f"letters -> digits: {d['n_ipf']} IPF iterations of 2 x {d['num_iter']} steps, "
+            f"{t['num_transported']} held-out letters; threshold max softmax >= {t['threshold']}",
+            '', '| IPF iteration | confident (mean) | confident (draws) | digits FD |',
+            '|---|---|---|---|']
+    out += [f"| {r['iteration']} | {cell(r['confident_fraction'], 3)} | "
+            f"{cell(r['confident_fraction_draws'], 3)} | {cell(r['fd_mean'])} |"
+            for r in t['iterations']]
+    out += [f"| real test digits | {t['confident_fraction_real_test_digits']:.3f} | | "
+            f"{t['fd_real_test_digits']:.2f} |",
+            f"| letters, untransported | {t['confident_fraction_untransported_letters']:.3f} | | "
+            f"{t['fd_untransported_letters']:.2f} |"]
+  return '\n'.join(out)
+
+
+def run_all(p: dict) -> str:
+  out = [f"run_all{' --quick' if p['quick'] else ''}, started {p['date']}: "
+         f"{p.get('wall_seconds', 0) / 60:.1f} min in all", '',
+         '| study | exit | wall (min) | load average start -> end (1 min) |', '|---|---|---|---|']
+  out += [f"| {r['study']} | {r['returncode']} | {r['wall_seconds'] / 60:.1f} | "
+          f"{r['load_average_start'][0]:.1f} -> {r['load_average_end'][0]:.1f} |"
+          for r in p['studies']]
+  return '\n'.join(out)
+
+
 def likelihood_progress(models: str, tol: float = 1e-5) -> str:
   """The bits/dim finished so far, read from each model's resumable progress file
   (<models>/<tag>/eval/study_bpd_<tol>.jsonl, one line per finished batch): for a study
@@ -123,8 +193,10 @@ def main():
     print(likelihood_progress(args.progress))
     return
   for name, fn in (('sde_samplers', samplers), ('sde_likelihood', likelihood), ('ncsn', ncsn),
-                   ('conditional', conditional)):
-    path = os.path.join(args.results, name, name + '.json')
+                   ('conditional', conditional), ('dmcmc_digits', dmcmc), ('dsb_digits', dsb),
+                   ('run_all', run_all)):
+    path = os.path.join(args.results, *((name + '.json',) if name == 'run_all' else
+                                        (name, name + '.json')))
     print(f'### {name}\n')
     if not os.path.exists(path):
       print(f'(missing: {path})\n')
