@@ -33,12 +33,16 @@ def _reduce(residual: Array, reduce_mean: bool) -> Array:
 
 def continuous_dsm_loss(score_fn: sde_lib.ScoreFn, sde: sde_lib.SDE, key: Array, x0: Array, *,
                         eps: float = 1e-5, reduce_mean: bool = False,
-                        likelihood_weighting: bool = False) -> Array:
+                        likelihood_weighting: bool = False,
+                        importance_sampling: bool = False) -> Array:
   """Eq. 7 with t ~ U(eps, T).
 
   lambda(t) = std(t)^2 by default, giving |score * std + z|^2; with
   likelihood_weighting, lambda(t) = g(t)^2 (Song et al. 2021b, Thm. 1), giving
-  |score + z / std|^2 g^2.
+  |score + z / std|^2 g^2. With importance_sampling as well, t ~ p(t) = (g^2/std^2) / M
+  (`sde.lw_sample_t`; Song et al. 2021b, Sec. 5) and the per-sample loss is
+  |score * std + z|^2 M / (T - eps): the same expectation as the uniform-t weighted loss
+  (E_p[(g^2 / p) l] / (T - eps) = E_U[g^2 l]), without its 1/t-heavy weights.
 
   Args:
     x0: clean data [B, ...].
@@ -46,11 +50,20 @@ def continuous_dsm_loss(score_fn: sde_lib.ScoreFn, sde: sde_lib.SDE, key: Array,
     The batch-mean loss (scalar).
   """
   t_key, z_key = jax.random.split(key)
-  t = jax.random.uniform(t_key, (x0.shape[0],), minval=eps, maxval=sde.T)
+  if importance_sampling:
+    if not likelihood_weighting:
+      raise ValueError('importance_sampling samples t for lambda = g^2: it needs '
+                       'likelihood_weighting')
+    t = sde.lw_sample_t(t_key, x0.shape[0], eps)
+  else:
+    t = jax.random.uniform(t_key, (x0.shape[0],), minval=eps, maxval=sde.T)
   z = jax.random.normal(z_key, x0.shape)
   mean, std = sde.marginal_prob(x0, t)
   score = score_fn(mean + bcast(std, z) * z, t)
-  if likelihood_weighting:
+  if importance_sampling:
+    losses = (_reduce(jnp.square(score * bcast(std, z) + z), reduce_mean)
+              * (sde.lw_mass(eps) / (sde.T - eps)))
+  elif likelihood_weighting:
     g2 = sde.sde(jnp.zeros_like(x0), t)[1] ** 2
     losses = _reduce(jnp.square(score + z / bcast(std, z)), reduce_mean) * g2
   else:
@@ -84,12 +97,17 @@ def get_loss(config: ml_collections.ConfigDict, sde: sde_lib.SDE) -> Callable[..
     loss(score_fn, key, x0) -> scalar.
   """
   t = config.training
+  if t.get('importance_sampling', False) and not t.likelihood_weighting:
+    raise ConfigError('training.importance_sampling=True needs training.likelihood_weighting=True '
+                      '(it samples t for the weighting lambda = g^2)')
   if t.continuous:
     return lambda score_fn, key, x0: continuous_dsm_loss(
         score_fn, sde, key, x0, eps=t.eps, reduce_mean=t.reduce_mean,
-        likelihood_weighting=t.likelihood_weighting)
-  if t.likelihood_weighting:
-    raise ConfigError('training.likelihood_weighting=True needs training.continuous=True')
+        likelihood_weighting=t.likelihood_weighting,
+        importance_sampling=t.get('importance_sampling', False))
+  for field in ('likelihood_weighting', 'importance_sampling'):
+    if t.get(field, False):
+      raise ConfigError(f'training.{field}=True needs training.continuous=True')
   if sde.discrete_scheme is None:
     raise ConfigError(f'training.continuous=False: no discrete loss for {type(sde).__name__}; '
                       'use training.continuous=True')

@@ -23,6 +23,7 @@ def get_default_configs() -> ml_collections.ConfigDict:
   training.snapshot_freq_for_preemption = 10000  # rolling checkpoint
   training.snapshot_sampling = True
   training.likelihood_weighting = False
+  training.importance_sampling = False  # with likelihood_weighting: t ~ g^2/std^2, not U(eps, T)
   training.reduce_mean = False
   training.eps = 1e-5                 # t ~ U(eps, T) in the continuous loss
   training.max_to_keep = 3

@@ -36,15 +36,16 @@ def likelihood(p: dict) -> str:
          f"{p['repeats']} repeat(s), {p['train_steps']} training steps; SE over "
          f"{p['se_over']}; wall {p['wall_seconds'] / 60:.1f} min"
          f"{' (QUICK)' if p['quick'] else ''}", '',
-         '| SDE | unweighted: bits/dim (NFE) | likelihood-weighted: bits/dim (NFE) |',
-         '|---|---|---|']
+         '| SDE | unweighted: bits/dim (NFE) | likelihood weighting, t ~ U | '
+         'likelihood weighting, t ~ g²/std² |', '|---|---|---|---|']
   by = {}
   for c in p['cells'].values():
-    by.setdefault(c['sde'], {})[c['likelihood_weighting']] = c
+    by.setdefault(c['sde'], {})[(c['likelihood_weighting'],
+                                 c.get('importance_sampling', False))] = c
   for sde, d in by.items():
     out.append(f'| {sde} | ' + ' | '.join(
-        f"{d[w]['bpd']:.3f} ± {d[w]['bpd_stderr']:.3f} ({d[w]['nfe_mean']:.0f})"
-        for w in (False, True) if w in d) + ' |')
+        f"{d[w]['bpd']:.3f} ± {d[w]['bpd_stderr']:.3f} ({d[w]['nfe_mean']:.0f})" if w in d
+        else '' for w in ((False, False), (True, False), (True, True))) + ' |')
   return '\n'.join(out)
 
 
@@ -173,7 +174,8 @@ def likelihood_progress(models: str, tol: float = 1e-5) -> str:
            'depend on config.seed, repeat and batch only), mean ± SE of the per-digit difference:',
            '', '| difference | bits/dim | digits |', '|---|---|---|']
   for a, b in (('subvp', 'vp'), ('subvp_lw', 'vp_lw'), ('vp_lw', 'vp'), ('subvp_lw', 'subvp'),
-               ('ve_lw', 've'), ('ve', 'vp')):
+               ('ve_lw', 've'), ('ve', 'vp'), ('vp_lw_is', 'vp'), ('subvp_lw_is', 'subvp'),
+               ('vp_lw_is', 'vp_lw'), ('subvp_lw_is', 'subvp_lw'), ('subvp_lw_is', 'vp_lw_is')):
     pa, pb = (per_digit.get(f'{name}_{steps}') for name in (a, b))
     if pa is None or pb is None or len(pa) != len(pb):
       continue

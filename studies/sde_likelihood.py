@@ -3,10 +3,11 @@ weighting: the shape of Song et al. 2021, Table 2.
 
     python studies/sde_likelihood.py [--quick] [--out studies/results/sde_likelihood] [--models DIR]
 
-Six models, each trained once (into --models, default <out>/models): VP and sub-VP DDPM++
+Eight models, each trained once (into --models, default <out>/models): VP and sub-VP DDPM++
 (configs/vp/digits_ddpmpp_continuous.py, configs/subvp/digits_ddpmpp_continuous.py) and VE
 NCSN++ (configs/ve/digits_ncsnpp_continuous.py), each with training.likelihood_weighting
-False and True (lambda(t) = g(t)^2). Bits/dim by the probability-flow ODE (evaluate.py's
+False and True (lambda(t) = g(t)^2, t ~ U(eps, 1)), and VP and sub-VP also with
+likelihood weighting and training.importance_sampling (t ~ g^2/std^2; `ORDER`). Bits/dim by the probability-flow ODE (evaluate.py's
 `make_bpd_fn` / `bpd_over_split`: dopri5 at rtol = atol = 1e-5, one Rademacher Hutchinson
 probe per digit, uniform dequantization of the 17 grey levels) over the first --num_test
 digits of the test split (default 0: all 297), --repeats passes. The standard error
@@ -36,9 +37,20 @@ MODELS = {'vp': 'configs/vp/digits_ddpmpp_continuous.py',
           've': 'configs/ve/digits_ncsnpp_continuous.py'}
 
 
-def tag(name: str, weighted: bool, n_iters: int) -> str:
+def tag(name: str, weighted: bool, n_iters: int, importance: bool = False) -> str:
   """The model directory name; the unweighted VP / VE ones are sde_samplers.py's too."""
-  return sde_samplers.model_tag(name, n_iters, weighted)
+  return sde_samplers.model_tag(name, n_iters, weighted, importance)
+
+
+# (model, likelihood weighting, importance sampling of t). Importance sampling only for VP
+# and sub-VP: VE's proposal g^2/std^2 is constant, i.e. the uniform t of its weighted model.
+# The unweighted VP / VE models last: sde_samplers.py trains them (shared --models), so a
+# run beside it finds them trained by then.
+ORDER = [('vp', True, False), ('subvp', True, False), ('ve', True, False),
+         ('vp', True, True), ('subvp', True, True),
+         ('subvp', False, False), ('vp', False, False), ('ve', False, False)]
+SERIES = {(False, False): 'unweighted', (True, False): 'likelihood weighting, t ~ U',
+          (True, True): 'likelihood weighting, t ~ g^2/std^2'}
 
 
 def bits_per_dim(config, workdir: str, tol: float, repeats: int, num_batches: int,
@@ -65,14 +77,13 @@ def plot(payload: dict, path: str) -> None:
   plt = common.pyplot()
   fig, ax = plt.subplots(figsize=(6, 4))
   names = list(MODELS)
-  for j, weighted in enumerate((False, True)):
+  for j, ((weighted, importance), label) in enumerate(SERIES.items()):
     # --only runs a subset: plot the cells there are.
-    cells = [(i, payload['cells'].get(tag(n, weighted, payload['train_steps'])))
+    cells = [(i, payload['cells'].get(tag(n, weighted, payload['train_steps'], importance)))
              for i, n in enumerate(names)]
     cells = [(i, c) for i, c in cells if c is not None]
-    ax.errorbar(np.asarray([i for i, _ in cells]) + (j - .5) * 0.15, [c['bpd'] for _, c in cells],
-                yerr=[c['bpd_stderr'] for _, c in cells], fmt='o', capsize=4,
-                label='likelihood weighting' if weighted else 'unweighted')
+    ax.errorbar(np.asarray([i for i, _ in cells]) + (j - 1) * 0.15, [c['bpd'] for _, c in cells],
+                yerr=[c['bpd_stderr'] for _, c in cells], fmt='o', capsize=4, label=label)
   ax.set_xticks(range(len(names)), [n.upper().replace('SUBVP', 'sub-VP') for n in names])
   ax.set_ylabel(f"test bits/dim (± SE over {payload['num_test_digits']} digits)")
   ax.set_title(f"digits, {payload['train_steps']} training steps, rtol = atol = "
@@ -95,23 +106,22 @@ def main(_):
   payload = {'train_steps': n_iters, 'tol': tol, 'repeats': FLAGS.repeats, 'cells': {},
              'se_over': 'test digits (per-digit bits/dim averaged over repeats; '
                         'std(ddof=1) / sqrt(n))'}
-  # The unweighted VP / VE models last: sde_samplers.py trains them (shared --models), so a
-  # run beside it finds them trained by then.
-  order = [(n, True) for n in MODELS] + [('subvp', False), ('vp', False), ('ve', False)]
+  order = ORDER
   if FLAGS.only:   # a subset of the model tags (e.g. a second process on trained models)
-    order = [(n, w) for n, w in order if tag(n, w, n_iters) in FLAGS.only.split(',')]
-  for name, weighted in order:
+    order = [o for o in order if tag(o[0], o[1], n_iters, o[2]) in FLAGS.only.split(',')]
+  for name, weighted, importance in order:
     path = MODELS[name]
     config = common.study_training(common.load_config(path), n_iters)
     config.training.likelihood_weighting = weighted
-    workdir = common.model_dir(tag(name, weighted, n_iters))
+    config.training.importance_sampling = importance
+    workdir = common.model_dir(tag(name, weighted, n_iters, importance))
     train_s = common.train_once(config, workdir)
     cell = bits_per_dim(config, workdir, tol, FLAGS.repeats, num_batches, batch)
-    cell.update(sde=config.training.sde, likelihood_weighting=weighted, config=path,
-                train_seconds=train_s)
-    payload['cells'][tag(name, weighted, n_iters)] = cell
-    logging.info('%s lw=%s: %.4f ± %.4f bits/dim (NFE %.0f)', name, weighted, cell['bpd'],
-                 cell['bpd_stderr'], cell['nfe_mean'])
+    cell.update(sde=config.training.sde, likelihood_weighting=weighted,
+                importance_sampling=importance, config=path, train_seconds=train_s)
+    payload['cells'][tag(name, weighted, n_iters, importance)] = cell
+    logging.info('%s lw=%s is=%s: %.4f ± %.4f bits/dim (NFE %.0f)', name, weighted, importance,
+                 cell['bpd'], cell['bpd_stderr'], cell['nfe_mean'])
   payload['num_test_digits'] = next(iter(payload['cells'].values()))['num_images']
   payload.update(wall_seconds=time.time() - tic0, load_average_start=load_start,
                  load_average_end=common.load_average())
@@ -129,7 +139,7 @@ def define_flags() -> None:
   common.define_models_flag()
   flags.DEFINE_integer('n_iters', 1000, 'Training steps of each model.')
   flags.DEFINE_integer('repeats', 1, 'Passes over the test split (fresh dequantization, probe).')
-  flags.DEFINE_string('only', '', 'Comma-separated model tags to run (default: all six).')
+  flags.DEFINE_string('only', '', 'Comma-separated model tags to run (default: all eight).')
   flags.DEFINE_integer('num_test', 0, 'Test digits scored (the first n of the split); 0 = all '
                        '297 (at rtol = 1e-5 the solve is the slow part).')
 

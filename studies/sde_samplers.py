@@ -53,10 +53,10 @@ ODE_TOLS = (3e-1, 1e-1, 5e-2, 2e-2, 1e-2, 5e-3, 2e-3, 1e-3, 5e-4, 2e-4, 1e-4)
 CALIBRATION_SEED = 1000   # not one of the measured seeds
 
 
-def model_tag(name: str, n_iters: int, weighted: bool = False) -> str:
+def model_tag(name: str, n_iters: int, weighted: bool = False, importance: bool = False) -> str:
   """A trained model's directory name under --models, shared by the studies that train the
   same config the same way (sde_likelihood.py's unweighted VP / VE, conditional.py's VP)."""
-  return f"{name}{'_lw' if weighted else ''}_{n_iters}"
+  return f"{name}{'_lw' if weighted else ''}{'_is' if importance else ''}_{n_iters}"
 
 
 def settings(kind: str, fields: dict, budget: int) -> tuple[dict, int]:

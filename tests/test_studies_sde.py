@@ -84,14 +84,14 @@ def test_every_fixed_grid_cell_makes_as_many_score_calls(sde_name, budget):
 
 def test_likelihood_reuses_the_sampler_studys_unweighted_models():
   """sde_likelihood's unweighted VP / VE tags are sde_samplers' model tags (one training),
-  and the weighted ones differ (a separate model each)."""
+  and the weighted and importance-sampled ones differ (a separate model each)."""
   sde_samplers, sde_likelihood = _studies()
   assert set(sde_samplers.MODELS) <= set(sde_likelihood.MODELS)
   for name in sde_samplers.MODELS:
     assert sde_likelihood.MODELS[name] == sde_samplers.MODELS[name]
     assert sde_likelihood.tag(name, False, 3000) == sde_samplers.model_tag(name, 3000)
-  tags = {sde_likelihood.tag(n, w, 3000) for n in sde_likelihood.MODELS for w in (False, True)}
-  assert len(tags) == 6
+  tags = {sde_likelihood.tag(n, w, 3000, i) for n, w, i in sde_likelihood.ORDER}
+  assert len(tags) == len(sde_likelihood.ORDER) == 8
 
 
 @pytest.mark.slow
