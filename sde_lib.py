@@ -8,7 +8,7 @@ and never branch on an SDE's class. Each SDE owns:
 - the continuous process: `sde` (f, g), `marginal_prob` (Eq. 29), prior, `reverse` (Eq. 6, 13);
 - its VE view x_t = alpha(t) x_hat, x_hat = x0 + sigma z: `alpha`, `ve_sigma`,
   `t_from_ve_sigma`, `ve_score`, `ve_denoise` (Karras et al. 2022, Sec. 2);
-- Tweedie's posterior mean `tweedie`;
+- Tweedie's posterior mean `tweedie`; the likelihood-weighting proposal of t (`lw_*`);
 - its discrete chain on N levels, if it has one (`discrete_scheme`: SMLD for VE, DDPM for
   VP, none for sub-VP): level <-> time (`level_time`, `timestep`), `discrete_marginal`,
   the forward step `discretize`, `ancestral_step` (Eq. 47) and `langevin_alpha`;
@@ -112,26 +112,22 @@ class SDE(abc.ABC):
   def t_from_ve_sigma(self, sigma: Array) -> Array:
     """Inverse of `ve_sigma`: the time at which the VE-view noise level is sigma."""
 
-  # Importance sampling of t for the likelihood-weighted loss (Song, Durkan, Murray & Ermon
-  # 2021, Sec. 5): lambda(t) = g(t)^2 has the DSM loss's integrand g^2 |s + z/std|^2 =
-  # (g^2 / std^2) |s std + z|^2, whose weight g^2/std^2 diverges like 1/t at t -> 0 for VP and
-  # sub-VP. Drawing t from p(t) = (g^2/std^2) / M on [eps, T] leaves the bounded |s std + z|^2
-  # times the constant M: same expectation, far less variance. Each SDE gives the
-  # antiderivative F of g^2/std^2 and its inverse, in closed form.
+  # Importance sampling of t for lambda = g^2 (Song, Durkan, Murray & Ermon 2021, Sec. 5):
+  # t ~ p(t) = (g^2/std^2) / M on [eps, T], by inverting F, an antiderivative of g^2/std^2
+  # that each SDE gives in closed form with its inverse (`lw_antiderivative`, `lw_inverse`).
+  @abc.abstractmethod
   def lw_antiderivative(self, t: Array) -> Array:
-    """F(t), an antiderivative of g(t)^2 / std(t)^2."""
-    raise ConfigError(f'{type(self).__name__} has no likelihood-weighting proposal')
+    """F(t), with F' = g^2 / std^2."""
 
+  @abc.abstractmethod
   def lw_inverse(self, f: Array) -> Array:
     """The t with F(t) = f."""
-    raise ConfigError(f'{type(self).__name__} has no likelihood-weighting proposal')
 
   def lw_mass(self, eps: float) -> Array:
-    """M = int_eps^T g(t)^2 / std(t)^2 dt: the proposal's normaliser."""
+    """M = int_eps^T g^2 / std^2 dt."""
     return self.lw_antiderivative(jnp.asarray(self.T)) - self.lw_antiderivative(jnp.asarray(eps))
 
   def lw_sample_t(self, key: Array, n: int, eps: float) -> Array:
-    """n times t ~ p(t) proportional to g(t)^2 / std(t)^2 on [eps, T], by inverting F."""
     u = jax.random.uniform(key, (n,))
     return self.lw_inverse(self.lw_antiderivative(jnp.asarray(eps)) + u * self.lw_mass(eps))
 
@@ -231,14 +227,8 @@ class SDE(abc.ABC):
     return None
 
   def discretize(self, x: Array, t: Array) -> tuple[Array, Array]:
-    """One step x_{i+1} = x_i + f_i + G_i z_i of the forward process.
-
-    The default is Euler-Maruyama with step dt = T / N: f = f(x,t) dt,
-    G = g(t) sqrt(dt).
-
-    Returns:
-      f [B, ...] and G [B].
-    """
+    """One forward step x_{i+1} = x_i + f_i + G_i z_i: f [B, ...] and G [B]. The default is
+    Euler-Maruyama with dt = T / N: f = f(x, t) dt, G = g(t) sqrt(dt)."""
     dt = self.T / self.N
     drift, diffusion = self.sde(x, t)
     return drift * dt, diffusion * jnp.sqrt(dt)
@@ -322,12 +312,11 @@ class VESDE(SDE):
   def alpha(self, t):
     return jnp.ones_like(t)
 
-  def lw_antiderivative(self, t):
-    # g^2 / std^2 = 2 log(sigma_max / sigma_min), a constant: the proposal is uniform.
-    return 2. * (np.log(self.sigma_max) - np.log(self.sigma_min)) * t
+  def lw_antiderivative(self, t):   # g^2 / std^2 = 2 log(sigma_max / sigma_min): uniform
+    return 2. * np.log(self.sigma_max / self.sigma_min) * t
 
   def lw_inverse(self, f):
-    return f / (2. * (np.log(self.sigma_max) - np.log(self.sigma_min)))
+    return f / (2. * np.log(self.sigma_max / self.sigma_min))
 
   def t_from_ve_sigma(self, sigma):
     return jnp.log(sigma / self.sigma_min) / np.log(self.sigma_max / self.sigma_min)
@@ -382,8 +371,7 @@ class _LinearBetaSDE(SDE):
     # For VP, sigma^2 = (1 - alpha^2)/alpha^2 gives this directly; sub-VP overrides.
     return self._t_from_integral(jnp.log1p(sigma ** 2))
 
-  def _integral(self, t: Array) -> Array:
-    """B(t) = int_0^t beta(s) ds = -2 log alpha(t)."""
+  def _integral(self, t: Array) -> Array:   # B(t) = int_0^t beta = -2 log alpha(t)
     return -2. * self.log_mean_coeff(t)
 
   def _t_from_integral(self, b: Array) -> Array:
