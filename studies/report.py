@@ -141,12 +141,13 @@ def dsb(p: dict) -> str:
 
 
 def run_all(p: dict) -> str:
-  out = [f"run_all{' --quick' if p['quick'] else ''}, started {p['date']}: "
-         f"{p.get('wall_seconds', 0) / 60:.1f} min in all", '',
-         '| study | exit | wall (min) | load average start -> end (1 min) |', '|---|---|---|---|']
-  out += [f"| {r['study']} | {r['returncode']} | {r['wall_seconds'] / 60:.1f} | "
-          f"{r['load_average_start'][0]:.1f} -> {r['load_average_end'][0]:.1f} |"
-          for r in p['studies']]
+  out = [f"run_all{' --quick' if p['quick'] else ''}: {p.get('wall_seconds', 0) / 60:.1f} min "
+         'in all (the sum of the studies\' wall times)', '',
+         '| study | started | exit | wall (min) | load average start -> end (1 min) |',
+         '|---|---|---|---|---|']
+  out += [f"| {r['study']} | {r.get('started', '')} | {r['returncode']} | "
+          f"{r['wall_seconds'] / 60:.1f} | {r['load_average_start'][0]:.1f} -> "
+          f"{r['load_average_end'][0]:.1f} |" for r in p['studies']]
   return '\n'.join(out)
 
 

@@ -10,7 +10,8 @@ writes under <root>/quick/<study>/ so that it never overwrites a full run's resu
 study's stdout and stderr go to its run.log; <root>[/quick]/run_all.json records every
 study's command, exit status, wall seconds and the load average before and after (the
 machine may be shared: a wall time means little without it). A failed study is recorded and
-the next one still runs.
+the next one still runs. --only runs the named studies in the order given and updates their
+rows of an existing run_all.json, keeping the others' (the whole set's time is the sum).
 """
 import argparse
 import json
@@ -46,13 +47,16 @@ def main() -> int:
     return 2
   root = os.path.join(args.root, 'quick') if args.quick else args.root
   models = os.path.join(root, 'models')
-  record = {'quick': args.quick, 'root': root, 'studies': [],
-            'date': time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}
   summary = os.path.join(root, 'run_all.json')
-  tic0 = time.time()
-  for name, script, extra in STUDIES:
-    if only and name not in only:
-      continue
+  record = {'quick': args.quick, 'root': root, 'studies': []}
+  if only and os.path.exists(summary):   # update these studies' rows, keep the others'
+    with open(summary) as f:
+      record = json.load(f)
+    record['studies'] = [r for r in record['studies'] if r['study'] not in only]
+  record.setdefault('dates', []).append(time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime()))
+  by_name = {s[0]: s for s in STUDIES}
+  for name in only or names:
+    _, script, extra = by_name[name]
     out = os.path.join(root, name)
     os.makedirs(out, exist_ok=True)
     cmd = [sys.executable, script, f'--out={out}'] + [e.format(models=models) for e in extra]
@@ -63,11 +67,12 @@ def main() -> int:
       rc = subprocess.call(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     row = {'study': name, 'command': ' '.join(['python'] + cmd[1:]), 'returncode': rc,
            'wall_seconds': round(time.time() - tic, 1), 'load_average_start': load0,
-           'load_average_end': list(os.getloadavg())}
+           'load_average_end': list(os.getloadavg()),
+           'started': time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(tic))}
     record['studies'].append(row)
     print(f"[run_all] {name}: exit {rc}, {row['wall_seconds'] / 60:.1f} min "
           f"(load {load0[0]:.1f} -> {row['load_average_end'][0]:.1f})", flush=True)
-    record['wall_seconds'] = round(time.time() - tic0, 1)
+    record['wall_seconds'] = round(sum(r['wall_seconds'] for r in record['studies']), 1)
     with open(summary, 'w') as f:     # rewritten after every study: progress survives a stop
       json.dump(record, f, indent=1)
   print(f"[run_all] all: {record.get('wall_seconds', 0) / 60:.1f} min -> {summary}", flush=True)
