@@ -23,7 +23,7 @@ import train
 from errors import ConfigError, DataError
 from tests import exact
 from tests.helpers import host_state, run_python, tiny_config
-from tests.test_sampling import ncsn_output_law
+from tests.test_ncsn_sampling import ncsn_output_law
 
 N = 20_000
 VP, VE = (sde_lib.VPSDE(), 1e-3), (sde_lib.VESDE(sigma_max=10.), 1e-5)
