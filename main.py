@@ -7,6 +7,7 @@ import importlib
 import os
 import sys
 
+import xla_cpu  # noqa: F401  (first: XLA:CPU flags must be set before JAX starts)
 from absl import app, flags, logging
 from ml_collections import config_flags
 

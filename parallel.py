@@ -5,6 +5,7 @@ P(). The same code runs on 1 CPU, 8 TPU cores or many hosts.
 """
 from __future__ import annotations
 
+import xla_cpu  # noqa: F401  (before JAX starts: XLA:CPU flags)
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P

@@ -18,6 +18,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import xla_cpu  # noqa: E402,F401  (first: XLA:CPU flags must be set before JAX starts)
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

@@ -13,6 +13,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import xla_cpu  # noqa: E402,F401  (first: XLA:CPU flags must be set before JAX starts)
 
 import vs_protocol  # noqa: E402
 

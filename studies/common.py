@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
+import xla_cpu  # noqa: E402,F401  (first: XLA:CPU flags must be set before JAX starts)
 
 import jax  # noqa: E402
 import ml_collections  # noqa: E402

@@ -6,6 +6,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+import xla_cpu  # noqa: E402,F401  (the project's XLA:CPU flags, as in every entry point)
 
 # One persistent XLA compilation cache for the whole test run, shared by the pytest-xdist
 # workers and every subprocess they start (jax reads these variables at import): many
