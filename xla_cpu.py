@@ -9,8 +9,10 @@ convolutions and dots back to Eigen:
 
     --xla_cpu_experimental_ynn_fusion_type=-individual_convolution,-individual_dot
 
-Measured side by side (docs/performance.md): 1.2-1.5x faster train steps and
-forward passes at batch 16-64. Only XLA:CPU reads the flag; GPU and TPU runs are
+Measured in alternating processes (docs/performance.md): 1.36x faster train steps
+and 1.5-1.6x faster forward passes for nf-32 U-Nets at batch 16-64, level on the
+digits demo, but 3-13% slower for the published nf-128 widths at batch 2, whose
+wide convolutions YNNPACK does thread (SCORE_XLA_CPU_DEFAULTS=0 for those). Only XLA:CPU reads the flag; GPU and TPU runs are
 unaffected. XLA reads XLA_FLAGS once, when the backend starts, so this must be
 imported before the first computation (main.py, parallel.py and the benchmarks
 import it first thing); a process whose backend already runs keeps its flags.

@@ -18,6 +18,8 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = {'ynnpack': {'SCORE_XLA_CPU_DEFAULTS': '0'}, 'project': {'SCORE_XLA_CPU_DEFAULTS': '1'}}
 CONVS = [(64, 32, 32, 32), (64, 32, 32, 64), (64, 32, 32, 128), (64, 16, 16, 64)]  # B, H, W, C
@@ -49,7 +51,6 @@ def worker():
   import xla_cpu  # noqa: F401  (before JAX starts)
   import jax
   import jax.numpy as jnp
-  import numpy as np
   rng = np.random.default_rng(0)
   rows = []
   conv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(
@@ -113,7 +114,7 @@ def main():
     for row in entry['ops']['rows'] + entry.get('steps', []):
       name = row.get('what') if 'model' not in row else f"{row['model']} {row['what']} b{row['batch']}"
       summary.setdefault(name, {}).setdefault(entry['setting'], []).append(row['seconds'])
-  result['median_seconds'] = {name: {k: sorted(v)[len(v) // 2] for k, v in by.items()}
+  result['median_seconds'] = {name: {k: float(np.median(v)) for k, v in by.items()}
                               for name, by in summary.items()}
   for name, by in result['median_seconds'].items():
     print(f"{name:28s} ynnpack / project = {by['ynnpack'] / by['project']:.2f}")
