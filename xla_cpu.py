@@ -12,10 +12,14 @@ convolutions and dots back to Eigen:
 Measured in alternating processes (docs/performance.md): 1.36x faster train steps
 and 1.5-1.6x faster forward passes for nf-32 U-Nets at batch 16-64, level on the
 digits demo, but 3-13% slower for the published nf-128 widths at batch 2, whose
-wide convolutions YNNPACK does thread (SCORE_XLA_CPU_DEFAULTS=0 for those). Only XLA:CPU reads the flag; GPU and TPU runs are
-unaffected. XLA reads XLA_FLAGS once, when the backend starts, so this must be
-imported before the first computation (main.py, parallel.py and the benchmarks
+wide convolutions YNNPACK does thread (SCORE_XLA_CPU_DEFAULTS=0 for those).
+Only XLA:CPU reads the flag; GPU and TPU runs are unaffected. XLA reads
+XLA_FLAGS once, when the backend starts, so this must be imported before the
+first computation (main.py, parallel.py, the benchmarks, studies and tests
 import it first thing); a process whose backend already runs keeps its flags.
+
+JAX's persistent compilation cache does not key its entries on this flag (seen in
+tests/test_xla_cpu.py): when switching it, disable or clear that cache.
 
 Leave it to the user: a flag of the same name already in XLA_FLAGS wins, and
 SCORE_XLA_CPU_DEFAULTS=0 turns this off. Applied only with the jaxlib it was
