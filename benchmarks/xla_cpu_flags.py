@@ -71,6 +71,11 @@ def worker():
   print(json.dumps({'xla_flags': os.environ.get('XLA_FLAGS', ''), 'rows': rows}))
 
 
+def _row_name(row):
+  """'conv3x3 ...' / 'matmul ...' for op rows, 'ddpmpp train b16' for step rows."""
+  return f"{row['model']} {row['what']} b{row['batch']}" if 'model' in row else row['what']
+
+
 def _run(setting, args):
   env = {**os.environ, 'XLA_FLAGS': '', 'JAX_ENABLE_COMPILATION_CACHE': 'false', **SETTINGS[setting]}
   out = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
@@ -105,14 +110,14 @@ def main():
                                  d['seconds_per_step_median']})
       result['rounds'].append(entry)
       for row in entry['ops']['rows'] + entry.get('steps', []):
-        name = row.get('what') if 'model' not in row else f"{row['model']} {row['what']} b{row['batch']}"
+        name = _row_name(row)
         print(f"round {r} {setting:8s} {name:28s} {row['seconds'] * 1e3:8.1f} ms"
               f"  cores {row['cores_busy']:.2f}", flush=True)
   result['load_average_end'] = os.getloadavg()
   summary = {}   # row -> setting -> median seconds over rounds
   for entry in result['rounds']:
     for row in entry['ops']['rows'] + entry.get('steps', []):
-      name = row.get('what') if 'model' not in row else f"{row['model']} {row['what']} b{row['batch']}"
+      name = _row_name(row)
       summary.setdefault(name, {}).setdefault(entry['setting'], []).append(row['seconds'])
   result['median_seconds'] = {name: {k: float(np.median(v)) for k, v in by.items()}
                               for name, by in summary.items()}
