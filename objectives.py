@@ -62,4 +62,5 @@ def get_train_step(config: ml_collections.ConfigDict, sde: sde_lib.SDE, model,
     step_fn(state, batch [B, ...]) -> (state, loss).
   """
   return train_state.make_train_step(train_loss_fn(config, sde, model), optimizer,
-                                     config.model.ema_rate, config.model.ema_warmup)
+                                     config.model.ema_rate, config.model.ema_warmup,
+                                     microbatches=config.training.get('microbatches', 1))

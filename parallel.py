@@ -35,6 +35,15 @@ def check_batch_size(batch_size: int, field: str) -> None:
                       f'use a multiple of {n}')
 
 
+def check_microbatches(batch_size: int, microbatches: int, field: str) -> None:
+  """Each device's share of the batch must split into `microbatches` equal parts."""
+  per_device = batch_size // jax.device_count()
+  if per_device % microbatches:
+    raise ConfigError(f'training.microbatches={microbatches} does not divide the per-device '
+                      f'batch {per_device} ({field}={batch_size} over {jax.device_count()} '
+                      f'devices); use a divisor of {per_device}')
+
+
 def local_rows(n: int) -> slice:
   """This process's rows [p b, (p + 1) b) of n global rows, b = n // process count.
 

@@ -66,8 +66,61 @@ def network_loss(loss: Callable[[Any, Array, Any], Array], network_fn: NetworkFn
   return loss_fn
 
 
+def microbatch(batch: Any, microbatches: int, i: int) -> Any:
+  """Microbatch i of `microbatches`: rows i, i + m, i + 2m, ... of every leaf of `batch`.
+
+  Strided rather than contiguous, so that with the batch sharded over 'data' every
+  device keeps its share of each microbatch (its rows are a contiguous block whose
+  length `check_microbatches` makes a multiple of m).
+  """
+  return jax.tree.map(
+      lambda b: b.reshape((b.shape[0] // microbatches, microbatches) + b.shape[1:])[:, i],
+      batch)
+
+
+def accumulated_value_and_grad(loss_fn: LossFn, microbatches: int = 1,
+                               unroll: bool | None = None) -> LossFn:
+  """value_and_grad of loss_fn, by gradient accumulation over `microbatches` parts.
+
+  Each part gets the key fold_in(key, i) and the result is the mean of the parts'
+  losses and gradients. For a loss that is a mean over equal parts of the batch
+  (every objective here) that is the whole batch's loss and gradient, with other
+  random draws (t, z, dropout) of the same law; microbatches=1 is plain
+  value_and_grad with the step's own key. Why: a large per-device batch's
+  activations overflow the CPU's caches, and XLA:CPU's elementwise work and layout
+  copies then run from memory; DDPM++ (nf 32) at batch 64 on the 2-core CPU steps
+  1.22x faster in 4 parts of 16 (docs/performance.md). On accelerators the
+  parts run in a `lax.scan` (as memory-bound gradient accumulation); on XLA:CPU
+  they are unrolled for the reason in `get_multi_step`.
+
+  Returns:
+    grad_fn(params, key, batch) -> (loss, grads).
+  """
+  value_and_grad = jax.value_and_grad(loss_fn)
+  if microbatches == 1:
+    return value_and_grad
+  if unroll is None:
+    unroll = jax.default_backend() == 'cpu'
+
+  def part(params, key, batch, i):
+    return value_and_grad(params, jax.random.fold_in(key, i), microbatch(batch, microbatches, i))
+
+  def grad_fn(params, key, batch):
+    if unroll:
+      parts = [part(params, key, batch, i) for i in range(microbatches)]
+      total = jax.tree.map(lambda *xs: sum(xs[1:], xs[0]), *parts)
+    else:
+      zero = jax.tree.map(jnp.zeros_like, jax.eval_shape(part, params, key, batch, 0))
+      total, _ = jax.lax.scan(
+          lambda acc, i: (jax.tree.map(jnp.add, acc, part(params, key, batch, i)), None),
+          zero, jnp.arange(microbatches))
+    return jax.tree.map(lambda x: x / microbatches, total)
+
+  return grad_fn
+
+
 def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
-                    ema_rate: float, ema_warmup: bool
+                    ema_rate: float, ema_warmup: bool, microbatches: int = 1
                     ) -> Callable[[TrainState, Any], tuple[TrainState, Array]]:
   """One optimisation step with EMA; pure, so it can be jitted and scanned.
 
@@ -75,14 +128,17 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
     loss_fn: loss_fn(params, key, batch) -> scalar; key = fold_in(state.rng, state.step).
     optimizer: the optax transformation whose state is `state.opt_state`.
     ema_rate, ema_warmup: see `ema_update` (config.model.ema_rate / ema_warmup).
+    microbatches: gradient accumulation over this many parts of the batch
+      (`accumulated_value_and_grad`; config.training.microbatches).
 
   Returns:
     step_fn(state, batch) -> (state, loss), `batch` passed to loss_fn unchanged.
   """
+  grad_fn = accumulated_value_and_grad(loss_fn, microbatches)
 
   def step_fn(state: TrainState, batch: Any):
     key = jax.random.fold_in(state.rng, state.step)
-    value, grads = jax.value_and_grad(loss_fn)(state.params, key, batch)
+    value, grads = grad_fn(state.params, key, batch)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     ema = ema_update(state.ema_params, params, state.step, ema_rate, ema_warmup)

@@ -117,6 +117,7 @@ SCHEMA: dict[str, Number | Choice] = {
     'training.batch_size': COUNT,
     'training.n_iters': COUNT,
     'training.n_jitted_steps': COUNT,
+    'training.microbatches': COUNT,
     'training.log_freq': FREQ,
     'training.eval_freq': FREQ,
     'training.snapshot_freq': FREQ,
@@ -336,6 +337,8 @@ def _train(config) -> None:
   import train
   train._check_frequencies(config)   # pylint: disable=protected-access
   t = config.training
+  import parallel
+  parallel.check_microbatches(t.batch_size, t.get('microbatches', 1), 'training.batch_size')
   if t.snapshot_sampling and t.get('objective', 'score') == 'score':
     for field in fields_of('sample'):
       check_field(config, field)

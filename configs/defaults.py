@@ -17,6 +17,7 @@ def get_default_configs() -> ml_collections.ConfigDict:
   training.batch_size = 128           # global, over all devices and hosts
   training.n_iters = 1300000
   training.n_jitted_steps = 1         # train steps fused into one jitted call
+  training.microbatches = 1           # gradient accumulation: the batch in this many parts (per step)
   training.log_freq = 50
   training.eval_freq = 100
   training.snapshot_freq = 50000      # permanent checkpoint + sample grid

@@ -175,6 +175,10 @@ def cases(tmp):
       ('sample_batch_not_divisible', toy, on_toy('--mode', 'sample',
                                                  '--config.sampling.batch_size=3'),
        ['sampling.batch_size=3', 'device count 2']),
+      # gradient accumulation: each device's share must split into the microbatches
+      ('microbatches_not_dividing', toy, on_toy('--config.training.batch_size=8',
+                                                '--config.training.microbatches=3'),
+       ['training.microbatches=3', 'per-device batch 4', 'divisor of 4']),
   ]
   # out-of-range values, refused by validation.validate before the mode starts; the toy
   # workdir holds a run (checkpoints/, tensorboard/ event files, metrics.jsonl)

@@ -112,12 +112,13 @@ def test_every_objective_runs_through_the_shared_step(objective, monkeypatch):
   calls = []
   real = train_state.make_train_step
   monkeypatch.setattr(train_state, 'make_train_step',
-                      lambda *a: calls.append(a) or real(*a))
+                      lambda *a, **kw: calls.append((a, kw)) or real(*a, **kw))
   sde, _ = sde_lib.get_sde(config)
   model = create_model(config)
   objectives.get_train_step(config, sde, model, optim.get_optimizer(config))
-  (loss_fn, _, rate, warmup), = calls
+  ((loss_fn, _, rate, warmup), kw), = calls
   assert (rate, warmup) == (config.model.ema_rate, config.model.ema_warmup)
+  assert kw == {'microbatches': 1}
   # The loss handed to the step equals the registry's builder's, value for value.
   x = jax.random.normal(jax.random.PRNGKey(1), (8, 2))
   batch = (x, jnp.arange(8) % 2) if objective == 'time_classifier' else x
@@ -134,3 +135,83 @@ def test_unknown_objective_keeps_its_error():
   with pytest.raises(ConfigError, match=r"^training.objective='nope' is unknown; valid: "
                                         r"noise_classifier, score, time_classifier$"):
     objectives.get_objective(config)
+
+
+# --------------------------------------------------------------------------
+# Gradient accumulation (training.microbatches).
+# --------------------------------------------------------------------------
+
+A = jnp.array([[0.5, -1.], [2., 0.25], [-0.75, 1.5]])
+
+
+def per_example(params, key, batch):
+  """A mean over the batch's rows of a nonlinear per-row loss; the key is unused."""
+  del key
+  out = jnp.tanh(batch['x'] @ A * params['w'] + params['b']) - batch['y'][:, None]
+  return 0.5 * jnp.mean(jnp.sum(out ** 2, axis=-1))
+
+
+def _batch(n=12):
+  x = jax.random.normal(jax.random.PRNGKey(0), (n, 3))
+  return {'x': x, 'y': jnp.linspace(-1., 1., n)}
+
+
+def test_microbatch_i_is_every_mth_row():
+  batch = _batch()
+  for m in (2, 3, 4):
+    for i in range(m):
+      part = train_state.microbatch(batch, m, i)
+      np.testing.assert_array_equal(part['x'], batch['x'][i::m])
+      np.testing.assert_array_equal(part['y'], batch['y'][i::m])
+
+
+@pytest.mark.parametrize('unroll', [True, False])
+@pytest.mark.parametrize('m', [1, 2, 3, 4, 6])
+def test_accumulated_gradient_equals_the_whole_batch_gradient(m, unroll):
+  # A mean over m equal parts of a per-row mean is the whole mean: loss and gradient of the
+  # accumulation equal the whole batch's up to float32 summation order (a few ulp at these
+  # O(1) values, hence rtol 1e-6; a missing part or a wrong weight is off by O(1 / m)).
+  params = {'w': jnp.array([0.3, -0.8]), 'b': jnp.array(0.1)}
+  key, batch = jax.random.PRNGKey(1), _batch()
+  want_v, want_g = jax.value_and_grad(per_example)(params, key, batch)
+  v, g = jax.jit(train_state.accumulated_value_and_grad(per_example, m, unroll))(
+      params, key, batch)
+  np.testing.assert_allclose(v, want_v, rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(want_g)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize('unroll', [True, False])
+def test_each_part_of_the_score_loss_gets_fold_in_of_the_step_key(unroll):
+  # The real DSM objective (dropout on): the accumulated loss and gradient are the mean of
+  # the parts' own value_and_grad, part i at key fold_in(key, i) on rows i::m. The same
+  # float32 computations in another order: rtol 1e-5. The step key itself (m = 1) is
+  # unchanged, so runs without accumulation keep their draws.
+  import sde_lib
+  from models import create_model
+  config = tiny_config('vpsde')
+  config.model.dropout = 0.1
+  sde, _ = sde_lib.get_sde(config)
+  model = create_model(config)
+  loss_fn = objectives.train_loss_fn(config, sde, model)
+  x = jax.random.normal(jax.random.PRNGKey(4), (8, config.data.dim))
+  params = model.init(jax.random.PRNGKey(0), x, jnp.zeros((8,)), train=False)['params']
+  key, m = jax.random.PRNGKey(5), 2
+  parts = [jax.value_and_grad(loss_fn)(params, jax.random.fold_in(key, i), x[i::m])
+           for i in range(m)]
+  v, g = jax.jit(train_state.accumulated_value_and_grad(loss_fn, m, unroll))(params, key, x)
+  np.testing.assert_allclose(v, (parts[0][0] + parts[1][0]) / 2, rtol=1e-5)
+  for a, b, c in zip(jax.tree.leaves(g), jax.tree.leaves(parts[0][1]),
+                     jax.tree.leaves(parts[1][1])):
+    np.testing.assert_allclose(a, (b + c) / 2, rtol=1e-5, atol=1e-7)
+  v1, _ = train_state.accumulated_value_and_grad(loss_fn, 1)(params, key, x)
+  assert float(v1) == float(loss_fn(params, key, x))
+
+
+def test_microbatches_must_divide_the_per_device_batch():
+  import parallel
+  from errors import ConfigError
+  parallel.check_microbatches(8 * jax.device_count(), 4, 'training.batch_size')
+  with pytest.raises(ConfigError, match=r'^training.microbatches=3 does not divide the '
+                                        r'per-device batch 8 .*use a divisor of 8$'):
+    parallel.check_microbatches(8 * jax.device_count(), 3, 'training.batch_size')
