@@ -19,6 +19,7 @@ import numpy as np
 from errors import lookup
 from models import up_or_down_sampling as fir_ops
 from models.group_norm import GroupNorm
+from models.upsample_conv import upsample_conv3x3
 
 # score_sde's `get_act`; 'lrelu' uses BigGAN's slope of 0.2.
 ACTIVATIONS = {
@@ -44,15 +45,19 @@ def default_init(scale: float = 1.) -> jax.nn.initializers.Initializer:
   return jax.nn.initializers.variance_scaling(scale, 'fan_avg', 'uniform')
 
 
-def conv3x3(features: int, stride: int = 1, init_scale: float = 1.) -> nn.Conv:
+def conv3x3(features: int, stride: int = 1, init_scale: float = 1.,
+            upsample: bool = False) -> nn.Conv:
   """3x3 'SAME' convolution with DDPM initialisation and a zero bias.
 
   With stride 2 on an even size, 'SAME' pads one pixel at the bottom/right only,
-  as score_sde's PyTorch port does explicitly.
+  as score_sde's PyTorch port does explicitly. With `upsample`, the convolution of
+  naive_upsample(x), computed without upsampling (models/upsample_conv.py); the
+  parameters are the same.
   """
   return nn.Conv(features, kernel_size=(3, 3), strides=(stride, stride),
                  padding='SAME', kernel_init=default_init(init_scale),
-                 bias_init=jax.nn.initializers.zeros)
+                 bias_init=jax.nn.initializers.zeros,
+                 conv_general_dilated=upsample_conv3x3 if upsample else None)
 
 
 def conv1x1(features: int, init_scale: float = 1.) -> nn.Conv:
@@ -216,10 +221,9 @@ class Upsample(nn.Module):
         return fir_ops.upsample_2d(x, self.fir_kernel)
       return fir_ops.Conv2dResample(out_ch, up=True, resample_kernel=self.fir_kernel,
                                     kernel_init=default_init())(x)
-    h = naive_upsample(x)
     if self.with_conv:
-      h = conv3x3(out_ch)(h)
-    return h
+      return conv3x3(out_ch, upsample=True)(x)   # = conv3x3(naive_upsample(x))
+    return naive_upsample(x)
 
 
 class Downsample(nn.Module):
@@ -348,15 +352,17 @@ class ResnetBlockBigGAN(nn.Module):
     c = x.shape[-1]
     out_ch = self.out_ch or c
     h = act(group_norm(c)(x))
-    if self.up:
-      up = (functools.partial(fir_ops.upsample_2d, k=self.fir_kernel) if self.fir
-            else naive_upsample)
-      h, x = up(h), up(x)
+    # Nearest-neighbour upsampling (up, not fir) is folded into the convolutions:
+    # conv3x3(up(h)) without building up(h) (models/upsample_conv.py), and
+    # conv1x1(up(x)) = up(conv1x1(x)) exactly, at a quarter of the FLOPs.
+    nearest_up = self.up and not self.fir
+    if self.up and self.fir:
+      h, x = fir_ops.upsample_2d(h, self.fir_kernel), fir_ops.upsample_2d(x, self.fir_kernel)
     elif self.down:
       down = (functools.partial(fir_ops.downsample_2d, k=self.fir_kernel) if self.fir
               else naive_downsample)
       h, x = down(h), down(x)
-    h = conv3x3(out_ch)(h)
+    h = conv3x3(out_ch, upsample=nearest_up)(h)
     if temb is not None:
       h += dense(out_ch)(act(temb))[:, None, None, :]
     h = act(group_norm(out_ch)(h))
@@ -364,4 +370,6 @@ class ResnetBlockBigGAN(nn.Module):
     h = conv3x3(out_ch, init_scale=self.init_scale)(h)
     if c != out_ch or self.up or self.down:
       x = conv1x1(out_ch)(x)
+    if nearest_up:
+      x = naive_upsample(x)
     return skip_sum(x, h, self.skip_rescale)

@@ -139,6 +139,68 @@ def test_resampling():
   assert not layers.Downsample().init(jax.random.PRNGKey(0), x)
 
 
+def _conv_of_upsampled(x, w):
+  """The definition: conv3x3(naive_upsample(x)), SAME, NHWC / HWIO."""
+  return jax.lax.conv_general_dilated(layers.naive_upsample(x), w, (1, 1), 'SAME',
+                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+@pytest.mark.parametrize('shape', [(2, 4, 4, 3), (1, 5, 3, 2), (3, 1, 1, 4)])
+def test_upsample_conv_equals_the_convolution_of_the_upsampled_image(shape):
+  # In float64 both sides are the same sums in another order: agreement to 1e-12 of the
+  # largest value (rounding is ~1e-16); a wrong tap or a phase off by one pixel is O(1).
+  # Odd, non-square and 1x1 sizes exercise every border. Value, VJP (both arguments) and
+  # JVP, since training uses the first two and the likelihood's divergence the third.
+  from models.upsample_conv import upsample_conv3x3
+  ours = functools.partial(upsample_conv3x3, window_strides=(1, 1), padding='SAME',
+                           dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  with jax.enable_x64(True):
+    kx, kw, kg, kt = jax.random.split(jax.random.PRNGKey(0), 4)
+    x = jax.random.normal(kx, shape, jnp.float64)
+    w = jax.random.normal(kw, (3, 3, shape[-1], 5), jnp.float64)
+    want, want_vjp = jax.vjp(_conv_of_upsampled, x, w)
+    got, got_vjp = jax.vjp(ours, x, w)
+    assert got.shape == (shape[0], 2 * shape[1], 2 * shape[2], 5)
+    scale = float(jnp.max(jnp.abs(want)))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * scale)
+    g = jax.random.normal(kg, want.shape, jnp.float64)
+    for a, b in zip(got_vjp(g), want_vjp(g)):
+      np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * float(jnp.max(jnp.abs(b))))
+    tx, tw = jax.random.normal(kt, shape, jnp.float64), w[::-1]
+    _, t_got = jax.jvp(ours, (x, w), (tx, tw))
+    _, t_want = jax.jvp(_conv_of_upsampled, (x, w), (tx, tw))
+    np.testing.assert_allclose(t_got, t_want, rtol=0, atol=1e-12 * float(jnp.max(jnp.abs(t_want))))
+  with pytest.raises(ValueError, match='3x3, stride-1, SAME'):
+    upsample_conv3x3(x, w, (2, 2), 'SAME')
+
+
+def test_upsampling_layers_equal_upsample_then_conv():
+  # Upsample(with_conv) and the BigGAN block with up=True (not fir) compute in the
+  # low-resolution domain; against the layers' definition with the same parameters
+  # (float32, 1e-5 of the largest value: the summed taps round differently).
+  x = images(channels=4)
+  up = layers.Upsample(with_conv=True)
+  params, out = init(up, x)
+  k = params['params']['Conv_0']
+  want = _conv_of_upsampled(x, k['kernel']) + k['bias']
+  np.testing.assert_allclose(out, want, atol=1e-5 * float(jnp.max(jnp.abs(want))))
+  block = layers.ResnetBlockBigGAN(up=True, out_ch=6, init_scale=1., dropout=0.)
+  params, out = init(block, x)
+  p = params['params']
+  act, gn = layers.get_act('swish'), layers.group_norm
+
+  def conv(h, q, upsampled=False):
+    h = layers.naive_upsample(h) if upsampled else h
+    return jax.lax.conv_general_dilated(h, q['kernel'], (1, 1), 'SAME',
+                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC')) + q['bias']
+
+  h = act(gn(4).apply({'params': p['GroupNorm_0']}, x))
+  h = act(gn(6).apply({'params': p['GroupNorm_1']}, conv(h, p['Conv_0'], upsampled=True)))
+  want = (conv(h, p['Conv_1']) + conv(x, p['Conv_2'], upsampled=True)) / np.sqrt(2.)
+  assert out.shape == (2, 16, 16, 6)
+  np.testing.assert_allclose(out, want, atol=1e-5 * float(jnp.max(jnp.abs(want))))
+
+
 # ---------------------------------------------------------------- NCSN++ ---
 
 
