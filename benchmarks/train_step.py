@@ -133,14 +133,18 @@ def main(_):
   state, loss = compiled(state, x)
   jax.block_until_ready(loss)
 
-  windows, cpu_windows = [], []
+  windows, cpu_windows, sys_windows, faults = [], [], [], []
   for _ in range(FLAGS.repeats):
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     tic, cpu_tic = time.perf_counter(), time.process_time()
     for _ in range(FLAGS.steps):
       state, loss = compiled(state, x)
     jax.block_until_ready(loss)
     windows.append((time.perf_counter() - tic) / FLAGS.steps)
     cpu_windows.append((time.process_time() - cpu_tic) / FLAGS.steps)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    sys_windows.append((after.ru_stime - usage.ru_stime) / FLAGS.steps)
+    faults.append((after.ru_minflt - usage.ru_minflt) / FLAGS.steps)
   sec = float(np.median(windows))
   result = {
       'benchmark': 'train_step' if FLAGS.what == 'train' else 'forward',
@@ -153,6 +157,11 @@ def main(_):
       # CPU seconds of this process per step (all its threads): on a machine
       # shared with other jobs, wall time inflates but this much less.
       'cpu_seconds_per_step_median': float(np.median(cpu_windows)),
+      # Kernel time and minor page faults per step: fresh pages that the kernel zeroes,
+      # e.g. XLA:CPU's per-call temporary buffer under glibc (docs/performance.md).
+      'sys_seconds_per_step_median': float(np.median(sys_windows)),
+      'minor_page_faults_per_step_median': float(np.median(faults)),
+      'ld_preload': os.environ.get('LD_PRELOAD', ''),
       'load_average_1min': os.getloadavg()[0], 'examples_per_sec': batch / sec,
       'compile_seconds': compile_s,
       'xla_flops_per_step': flops, 'achieved_gflops': flops / sec / 1e9,

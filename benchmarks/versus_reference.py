@@ -23,7 +23,8 @@ batch 16 (NCSN++ only: 20 steps on VP are degenerate), PF-ODE bits/dim at batch 
 cuda` the reference on CUDA (its own upfirdn2d kernels then need nvcc). With
 `--threads N` (default 2) the reference uses torch.set_num_threads(N) and XLA:CPU
 is limited to N cores by `taskset` of the whole worker, so neither side gets more
-cores than the other. `--quick` times 1 window of 1 call on a subset (a smoke
+cores than the other. `--preload LIB` puts LIB (a malloc library) in both workers' LD_PRELOAD.
+`--quick` times 1 window of 1 call on a subset (a smoke
 test of the whole path, minutes); `--rows` picks rows by id.
 """
 import argparse
@@ -126,6 +127,9 @@ def main():
   p.add_argument('--rows', default='', help='comma-separated row ids (default: all)')
   p.add_argument('--quick', action='store_true', help='1 window of 1 call on a few rows')
   p.add_argument('--out', default=None, help='write the JSON here as well as to stdout')
+  p.add_argument('--preload', default='',
+                 help='a malloc library (e.g. libtcmalloc_minimal.so.4) put in LD_PRELOAD of '
+                      'both workers alike (docs/performance.md, "Memory allocator")')
   args = p.parse_args()
 
   if not os.path.isfile(os.path.join(args.ref_dir, 'models', 'ncsnpp.py')):
@@ -147,13 +151,20 @@ def main():
   if args.quick:
     rows = [{**r, 'reps': 1} for r in rows]
 
+  if args.preload and not os.path.isfile(args.preload):
+    p.error(f'--preload={args.preload}: no such file; give the path of the library, e.g. '
+            '/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 (Debian: libtcmalloc-minimal4)')
   cpu = args.device == 'cpu'
   env = dict(os.environ, JAX_PLATFORMS=args.device)
+  if args.preload:
+    env['LD_PRELOAD'] = args.preload
   ours = Worker('ours', pinned([args.python, os.path.join(HERE, 'vs_reference_ours.py')],
                                args.threads if cpu else 0), env=env, cwd=ROOT)
   ref_env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH',)}
   if args.threads:
     ref_env['OMP_NUM_THREADS'] = str(args.threads)
+  if args.preload:
+    ref_env['LD_PRELOAD'] = args.preload
   ref = Worker('reference', pinned([args.ref_python, os.path.join(HERE, 'vs_reference_torch.py'),
                                     os.path.abspath(args.ref_dir), args.ref_device,
                                     str(args.threads)],
@@ -165,6 +176,7 @@ def main():
       'host': {'cpu_count': os.cpu_count(), 'machine': platform.machine(),
                'processor': platform.processor(), 'platform': platform.platform()},
       'threads_per_side': args.threads, 'windows': windows, 'quick': args.quick,
+      'ld_preload_both_sides': args.preload or None,
       'architecture': ARCH, 'load_average_start': os.getloadavg(),
       'versions': {'reference': ref.ask({'cmd': 'versions'}),
                    'ours': ours.ask({'cmd': 'versions'})},

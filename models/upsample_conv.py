@@ -19,8 +19,8 @@ Why: it does 4 x 4 multiply-adds per input channel and low-resolution pixel inst
 4 x 9 (2.25x fewer FLOPs), never builds the 4x larger upsampled input, and its gradient
 has no 2x2 sum-pooling. On XLA:CPU that sum-pooling fused with the input-gradient
 convolution into one single-threaded YNNPACK call; with the four 2x2 convolutions the
-DDPM++ up-block's convolution (16 -> 32 pixels, 64 channels, batch 64) takes 33 ms for
-value and gradients instead of 120 ms (docs/performance.md). Checked against
+DDPM++ up-block's convolution (16 -> 32 pixels, 64 channels, batch 64) takes 48 ms for
+value and gradients instead of 139 ms (benchmarks/upsample_conv.py). Checked against
 conv3x3(up(h)) in tests/test_models.py.
 """
 import jax
