@@ -81,6 +81,7 @@ import train
 from tests.helpers import tiny_config
 config = tiny_config('vpsde', image=sys.argv[2] == 'image', n_iters=5)
 config.training.snapshot_sampling = False
+config.training.microbatches = int(sys.argv[3])
 state = train.train_and_evaluate(config, sys.argv[1])
 np.savez(sys.argv[1] + '/params.npz', *[np.asarray(x) for x in jax.tree.leaves(state.params)])
 print(json.dumps({'devices': jax.device_count()}))
@@ -88,17 +89,21 @@ print(json.dumps({'devices': jax.device_count()}))
 
 
 # The tiny MLP by default; the tiny NCSN++ (GroupNorm, attention) with -m slow.
-@pytest.mark.parametrize('data', ['toy', pytest.param('image', marks=pytest.mark.slow)])
-def test_two_devices_match_one(data, tmp_path):
+@pytest.mark.parametrize('data,microbatches', [
+    ('toy', 1), ('toy', 2), pytest.param('image', 1, marks=pytest.mark.slow)])
+def test_two_devices_match_one(data, microbatches, tmp_path):
   """Same global batches on 1 vs 2 simulated CPU devices: same losses to float tolerance.
 
   The only difference is the order of the cross-device reductions (means over
   the batch and GroupNorm statistics are per example, so they are unaffected).
+  With training.microbatches=2 the parts are the same rows (i::2 of the global
+  batch) and get the same keys on either mesh, so this also checks the strided
+  split of a batch sharded over 'data'.
   """
   results = {}
   for n in (1, 2):
     workdir = str(tmp_path / f'd{n}')
-    proc = run_python(['-c', _DEVICE_RUN, workdir, data],
+    proc = run_python(['-c', _DEVICE_RUN, workdir, data, str(microbatches)],
                       env={'XLA_FLAGS': f'--xla_force_host_platform_device_count={n}'})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1])['devices'] == n
