@@ -89,7 +89,7 @@ def accumulated_value_and_grad(loss_fn: LossFn, microbatches: int = 1,
   value_and_grad with the step's own key. Why: a large per-device batch's
   activations overflow the CPU's caches, and XLA:CPU's elementwise work and layout
   copies then run from memory; DDPM++ (nf 32) at batch 64 on the 2-core CPU steps
-  1.24x faster in 4 parts of 16 (docs/performance.md). On accelerators the
+  1.11-1.24x faster in 4 parts of 16 (docs/performance.md). On accelerators the
   parts run in a `lax.scan` (as memory-bound gradient accumulation); on XLA:CPU
   they are unrolled for the reason in `get_multi_step`.
 
