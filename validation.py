@@ -387,6 +387,11 @@ def _dsb(config) -> None:
   _order(config, 'dsb.gamma_min', 'dsb.gamma_max', strict=False)
   schedule.get_gammas(config)
   _batch('dsb.batch_size')(config)
+  if config.training.get('microbatches', 1) != 1:
+    # IPF draws each step's minibatch from its cache inside the loss: nothing to split.
+    raise ConfigError(f'training.microbatches={config.training.microbatches} does not apply '
+                      'to --mode dsb (its steps draw dsb.batch_size rows from the cache); '
+                      'leave it at 1')
 
 
 COMBINATIONS: dict[str, tuple[Callable, ...]] = {
