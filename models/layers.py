@@ -19,6 +19,7 @@ import numpy as np
 from errors import lookup
 from models import up_or_down_sampling as fir_ops
 from models.group_norm import GroupNorm
+from models import weight_grad
 from models.upsample_conv import upsample_conv3x3
 
 # score_sde's `get_act`; 'lrelu' uses BigGAN's slope of 0.2.
@@ -52,19 +53,22 @@ def conv3x3(features: int, stride: int = 1, init_scale: float = 1.,
   With stride 2 on an even size, 'SAME' pads one pixel at the bottom/right only,
   as score_sde's PyTorch port does explicitly. With `upsample`, the convolution of
   naive_upsample(x), computed without upsampling (models/upsample_conv.py); the
-  parameters are the same.
+  parameters are the same. The weight gradient is laid out for XLA:CPU
+  (models/weight_grad.py).
   """
   return nn.Conv(features, kernel_size=(3, 3), strides=(stride, stride),
                  padding='SAME', kernel_init=default_init(init_scale),
                  bias_init=jax.nn.initializers.zeros,
-                 conv_general_dilated=upsample_conv3x3 if upsample else None)
+                 conv_general_dilated=(upsample_conv3x3 if upsample
+                                       else weight_grad.conv_general_dilated))
 
 
 def conv1x1(features: int, init_scale: float = 1.) -> nn.Conv:
   """1x1 convolution with DDPM initialisation and a zero bias."""
   return nn.Conv(features, kernel_size=(1, 1), padding='SAME',
                  kernel_init=default_init(init_scale),
-                 bias_init=jax.nn.initializers.zeros)
+                 bias_init=jax.nn.initializers.zeros,
+                 conv_general_dilated=weight_grad.conv_general_dilated)
 
 
 def group_norm(channels: int, num_groups: int = 0) -> GroupNorm:
@@ -161,7 +165,7 @@ class NIN(nn.Module):
     w = self.param('W', default_init(self.init_scale),
                    (x.shape[-1], self.num_units))
     b = self.param('b', jax.nn.initializers.zeros, (self.num_units,))
-    return jnp.tensordot(x, w, axes=1) + b
+    return weight_grad.dense(x, w) + b   # = tensordot(x, w, 1); see models/weight_grad.py
 
 
 class AttnBlock(nn.Module):

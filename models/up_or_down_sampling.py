@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from models import weight_grad
+
 
 def setup_kernel(k: Sequence[float], gain: float = 1.) -> np.ndarray:
   """Normalises a FIR kernel: 1-D [K] (separable) to sum sqrt(gain) per axis,
@@ -137,7 +139,7 @@ class Conv2dResample(nn.Module):
       fir = setup_kernel(self.resample_kernel)
       p = (fir.shape[0] - f) + (kw - 1)
       x = upfirdn2d(x, fir, pad=((p + 1) // 2, p // 2))
-      x = jax.lax.conv_general_dilated(x, w, (f, f), 'VALID', dimension_numbers=dims)
+      x = weight_grad.conv_general_dilated(x, w, (f, f), 'VALID', dimension_numbers=dims)
     else:
-      x = jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME', dimension_numbers=dims)
+      x = weight_grad.conv_general_dilated(x, w, (1, 1), 'SAME', dimension_numbers=dims)
     return x + b.astype(x.dtype)

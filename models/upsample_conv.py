@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from models import weight_grad
+
 
 def _phase_taps(k: jax.Array, axis: int) -> tuple[jax.Array, jax.Array]:
   """The 2-tap kernels of phases 0 and 1 along `axis` (0: rows, 1: columns) of k [3, 3, ...]."""
@@ -60,9 +62,9 @@ def upsample_conv3x3(lhs: jax.Array, rhs: jax.Array, window_strides, padding, lh
   for i, rows in enumerate(_phase_taps(rhs, 0)):
     for j, kernel in enumerate(_phase_taps(rows, 1)):
       pad = ((1, 0) if i == 0 else (0, 1), (1, 0) if j == 0 else (0, 1))
-      phases.append(lax.conv_general_dilated(lhs, kernel, (1, 1), pad,
-                                             dimension_numbers=dimension_numbers,
-                                             precision=precision))
+      phases.append(weight_grad.conv_general_dilated(lhs, kernel, (1, 1), pad,
+                                                     dimension_numbers=dimension_numbers,
+                                                     precision=precision))
   b, h, w, c = phases[0].shape
   out = jnp.stack(phases, axis=3).reshape(b, h, w, 2, 2, c)   # [B, H, W, i, j, C]
   return out.transpose(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, c)

@@ -1,0 +1,100 @@
+"""models/weight_grad.py: the same values and derivatives as the lax ops it replaces.
+
+All in float64, where the two sides are the same sums in another order: agreement to
+1e-12 of the largest value (rounding is ~1e-16 per term); a wrong transpose, tap or
+padding is O(1). Training uses the VJP with respect to both arguments, the likelihood's
+divergence the JVP with respect to the input, and the custom rule has separate branches
+for each tangent, so each combination is checked.
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from models import weight_grad
+
+NHWC = ('NHWC', 'HWIO', 'NHWC')
+
+
+def _close(got, want):
+  np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * max(float(jnp.max(jnp.abs(want))), 1.))
+
+
+def _check_derivatives(ours, ref, x, w, key):
+  """Value, VJP in (x, w), and JVP with tangents in x, in w, and in both."""
+  want, want_vjp = jax.vjp(ref, x, w)
+  got, got_vjp = jax.vjp(ours, x, w)
+  _close(got, want)
+  g = jax.random.normal(key, want.shape, want.dtype)
+  for a, b in zip(got_vjp(g), want_vjp(g)):
+    _close(a, b)
+  tx, tw = jax.random.normal(jax.random.fold_in(key, 1), x.shape, x.dtype), -0.5 * w
+  for tangents in [(tx, tw), (tx, jnp.zeros_like(w)), (jnp.zeros_like(x), tw)]:
+    _close(jax.jvp(ours, (x, w), tangents)[1], jax.jvp(ref, (x, w), tangents)[1])
+  # Forward mode in x alone with w closed over (the likelihood's case: w gets a symbolic zero).
+  _close(jax.jvp(lambda x: ours(x, w), (x,), (tx,))[1], jax.jvp(lambda x: ref(x, w), (x,), (tx,))[1])
+
+
+@pytest.mark.parametrize('x_shape, k, strides, padding', [
+    ((2, 6, 6, 3), 3, (1, 1), 'SAME'),                 # conv3x3
+    ((2, 6, 4, 3), 3, (2, 2), 'SAME'),                 # Downsample(with_conv): 'SAME' pads bottom/right
+    ((3, 5, 3, 2), 2, (1, 1), ((1, 0), (0, 1))),       # one phase of upsample_conv3x3
+    ((2, 4, 5, 3), 1, (1, 1), 'SAME'),                 # conv1x1: the pointwise branch
+    ((1, 5, 5, 2), 3, (1, 1), 'VALID'),
+])
+def test_conv_equals_lax_conv(x_shape, k, strides, padding):
+  ours = functools.partial(weight_grad.conv_general_dilated, window_strides=strides,
+                           padding=padding, dimension_numbers=NHWC)
+  ref = functools.partial(jax.lax.conv_general_dilated, window_strides=strides,
+                          padding=padding, dimension_numbers=NHWC)
+  with jax.enable_x64(True):
+    kx, kw, kg = jax.random.split(jax.random.PRNGKey(0), 3)
+    x = jax.random.normal(kx, x_shape, jnp.float64)
+    w = jax.random.normal(kw, (k, k, x_shape[-1], 4), jnp.float64)
+    _check_derivatives(ours, ref, x, w, kg)
+
+
+def test_dense_equals_tensordot_including_per_example_gradients():
+  with jax.enable_x64(True):
+    kx, kw, kg = jax.random.split(jax.random.PRNGKey(1), 3)
+    x = jax.random.normal(kx, (2, 3, 4, 5), jnp.float64)
+    w = jax.random.normal(kw, (5, 6), jnp.float64)
+    ref = lambda x, w: jnp.tensordot(x, w, axes=1)
+    _check_derivatives(weight_grad.dense, ref, x, w, kg)
+    # vmap of a gradient in w (per-example gradients) batches the custom rule too.
+    loss = lambda f: (lambda w, xi: jnp.sum(jnp.sin(f(xi, w))))
+    got = jax.vmap(jax.grad(loss(weight_grad.dense)), (None, 0))(w, x)
+    want = jax.vmap(jax.grad(loss(ref)), (None, 0))(w, x)
+    assert got.shape == (2, 5, 6)
+    _close(got, want)
+
+
+def test_other_convolutions_are_passed_to_lax_unchanged():
+  # NCHW, dilation and groups are not what the custom rule handles: the call must be
+  # exactly lax's (no custom_jvp in the trace) and give lax's value.
+  x = jax.random.normal(jax.random.PRNGKey(2), (2, 4, 6, 6))
+  w = jax.random.normal(jax.random.PRNGKey(3), (4, 4, 3, 3))
+  for kwargs in [dict(dimension_numbers=('NCHW', 'OIHW', 'NCHW')),
+                 dict(dimension_numbers=('NCHW', 'OIHW', 'NCHW'), rhs_dilation=(2, 2)),
+                 dict(dimension_numbers=('NCHW', 'OIHW', 'NCHW'), feature_group_count=2)]:
+    wk = w[:, :2] if kwargs.get('feature_group_count') else w
+    f = functools.partial(weight_grad.conv_general_dilated, window_strides=(1, 1),
+                          padding='SAME', **kwargs)
+    assert 'custom_jvp' not in str(jax.make_jaxpr(f)(x, wk))
+    np.testing.assert_array_equal(f(x, wk), jax.lax.conv_general_dilated(
+        x, wk, (1, 1), 'SAME', **kwargs))
+
+
+def test_weight_tangent_is_only_built_when_the_weights_are_differentiated():
+  # Sampling and the likelihood differentiate in x only: with symbolic zeros for w the
+  # rule must not build x^T (no transpose in the trace); the training gradient does.
+  x = jnp.ones((2, 4, 4, 3))
+  w = jnp.ones((3, 3, 3, 5))
+  conv = functools.partial(weight_grad.conv_general_dilated, window_strides=(1, 1),
+                           padding='SAME', dimension_numbers=NHWC)
+  in_x = jax.make_jaxpr(lambda x: jax.jvp(lambda x: conv(x, w), (x,), (x,)))(x)
+  in_w = jax.make_jaxpr(jax.grad(lambda w: jnp.sum(conv(x, w))))(w)
+  assert 'transpose' not in str(in_x)
+  assert 'transpose[permutation=(3, 1, 2, 0)]' in str(in_w)
