@@ -28,7 +28,12 @@ Values, both gradients and JVPs are those of the lax ops (tests/test_models.py, 
 work as for any lax op, and with symbolic zeros the weight tangent, x^T included, is not
 built when the weights are not differentiated (sampling, likelihood). Measured in
 docs/performance.md (DDPM++ train step 5-7% faster at batch 16).
+
+Only on XLA:CPU: elsewhere (GPU, TPU) `dense` and `conv_general_dilated` are the plain
+lax ops, since cuDNN and the TPU compiler take the weight gradient's operands in their
+own layouts and the forward-pass transpose would be wasted work.
 """
+import contextlib
 import functools
 
 import jax
@@ -52,17 +57,26 @@ def _add(a, b):
   return b if a is None else a + b
 
 
-@jax.custom_jvp
+def _on_cpu() -> bool:
+  """Whether the computation being traced runs on XLA:CPU (the one mesh's backend)."""
+  return jax.default_backend() == 'cpu'
+
+
 def dense(x: jax.Array, w: jax.Array) -> jax.Array:
   """x [..., C_in] @ w [C_in, C_out] (the NIN's matmul)."""
+  return _dense(x, w) if _on_cpu() else jnp.tensordot(x, w, axes=1)
+
+
+@jax.custom_jvp
+def _dense(x: jax.Array, w: jax.Array) -> jax.Array:
   return jnp.tensordot(x, w, axes=1)
 
 
-@functools.partial(dense.defjvp, symbolic_zeros=True)
+@functools.partial(_dense.defjvp, symbolic_zeros=True)
 def _dense_jvp(primals, tangents):
   x, w = primals
   x_dot, w_dot = tangents
-  y = dense(x, w)
+  y = _dense(x, w)
   y_dot = None
   if not isinstance(x_dot, SymbolicZero):
     y_dot = jnp.tensordot(x_dot, w, axes=1)
@@ -104,14 +118,15 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding
   `nn.Conv(conv_general_dilated=...)`.
 
   Handles 2-D NHWC x HWIO convolutions without dilation or groups, the ones the score
-  networks use; anything else is passed to lax.conv_general_dilated unchanged.
+  networks use, on XLA:CPU; anything else is passed to lax.conv_general_dilated unchanged.
   """
   plain = functools.partial(
       lax.conv_general_dilated, lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
       rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
       feature_group_count=feature_group_count, precision=precision, **kwargs)
-  if (lhs.ndim != 4 or feature_group_count != 1 or kwargs.get('batch_group_count', 1) != 1
-      or precision is not None or kwargs.get('preferred_element_type') is not None
+  if (not _on_cpu() or lhs.ndim != 4 or feature_group_count != 1
+      or kwargs.get('batch_group_count', 1) != 1 or precision is not None
+      or kwargs.get('preferred_element_type') is not None
       or any(d is not None and tuple(d) != (1, 1) for d in (lhs_dilation, rhs_dilation))
       or lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
       != lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)):
@@ -119,3 +134,21 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding
   if not isinstance(padding, str):
     padding = tuple(tuple(int(p) for p in pair) for pair in padding)
   return _conv(lhs, rhs, tuple(int(s) for s in window_strides), padding)
+
+
+@contextlib.contextmanager
+def plain_lax_ops():
+  """Within this block, `dense` and `conv_general_dilated` are the plain lax ops.
+
+  For A/B comparisons (benchmarks/weight_grad.py, tests): the models look these up
+  when they are traced, so a function traced inside the block uses plain
+  `jnp.tensordot` / `lax.conv_general_dilated` and autodiff's usual weight gradients.
+  """
+  global dense, conv_general_dilated
+  saved = dense, conv_general_dilated
+  dense = lambda x, w: jnp.tensordot(x, w, axes=1)  # noqa: E731
+  conv_general_dilated = lax.conv_general_dilated
+  try:
+    yield
+  finally:
+    dense, conv_general_dilated = saved

@@ -34,12 +34,13 @@ def _check_derivatives(ours, ref, x, w, key):
   for tangents in [(tx, tw), (tx, jnp.zeros_like(w)), (jnp.zeros_like(x), tw)]:
     _close(jax.jvp(ours, (x, w), tangents)[1], jax.jvp(ref, (x, w), tangents)[1])
   # Forward mode in x alone with w closed over (the likelihood's case: w gets a symbolic zero).
-  _close(jax.jvp(lambda x: ours(x, w), (x,), (tx,))[1], jax.jvp(lambda x: ref(x, w), (x,), (tx,))[1])
+  _close(jax.jvp(lambda x: ours(x, w), (x,), (tx,))[1],
+         jax.jvp(lambda x: ref(x, w), (x,), (tx,))[1])
 
 
 @pytest.mark.parametrize('x_shape, k, strides, padding', [
     ((2, 6, 6, 3), 3, (1, 1), 'SAME'),                 # conv3x3
-    ((2, 6, 4, 3), 3, (2, 2), 'SAME'),                 # Downsample(with_conv): 'SAME' pads bottom/right
+    ((2, 6, 4, 3), 3, (2, 2), 'SAME'),                 # Downsample(with_conv); pads bottom/right
     ((3, 5, 3, 2), 2, (1, 1), ((1, 0), (0, 1))),       # one phase of upsample_conv3x3
     ((2, 4, 5, 3), 1, (1, 1), 'SAME'),                 # conv1x1: the pointwise branch
     ((1, 5, 5, 2), 3, (1, 1), 'VALID'),
@@ -87,6 +88,18 @@ def test_other_convolutions_are_passed_to_lax_unchanged():
         x, wk, (1, 1), 'SAME', **kwargs))
 
 
+def test_plain_lax_ops_off_cpu(monkeypatch):
+  # On GPU/TPU both functions are the plain lax ops (their libraries take the weight
+  # gradient's operands in any layout); simulated by reporting another backend.
+  monkeypatch.setattr(weight_grad, '_on_cpu', lambda: False)
+  x, w = jnp.ones((2, 4, 4, 3)), jnp.ones((3, 3, 3, 5))
+  conv = functools.partial(weight_grad.conv_general_dilated, window_strides=(1, 1),
+                           padding='SAME', dimension_numbers=NHWC)
+  for f, args in [(conv, (x, w)), (weight_grad.dense, (x, w[0, 0]))]:
+    grad = jax.grad(lambda *a: jnp.sum(f(*a)), (0, 1))
+    assert 'custom_jvp' not in str(jax.make_jaxpr(grad)(*args))
+
+
 def test_weight_tangent_is_only_built_when_the_weights_are_differentiated():
   # Sampling and the likelihood differentiate in x only: with symbolic zeros for w the
   # rule must not build x^T (no transpose in the trace); the training gradient does.
@@ -98,3 +111,37 @@ def test_weight_tangent_is_only_built_when_the_weights_are_differentiated():
   in_w = jax.make_jaxpr(jax.grad(lambda w: jnp.sum(conv(x, w))))(w)
   assert 'transpose' not in str(in_x)
   assert 'transpose[permutation=(3, 1, 2, 0)]' in str(in_w)
+
+
+@pytest.mark.parametrize('fields', [
+    # DDPM++-like: BigGAN blocks with nearest resampling (upsample_conv's phase convs), NIN skips.
+    dict(resblock_type='biggan', fir=False, progressive='none', progressive_input='none'),
+    # NCSN++-like: FIR resampling with convs (Conv2dResample), progressive paths (conv1x1 Combine).
+    dict(resblock_type='biggan', fir=True, resamp_with_conv=True, progressive='output_skip',
+         progressive_input='residual', progressive_combine='sum'),
+])
+def test_network_gradients_equal_those_of_plain_lax_ops(fields):
+  # The whole network wired with weight_grad against the same network traced with plain
+  # lax ops (weight_grad.plain_lax_ops), same parameters and inputs: the loss and every
+  # parameter's gradient agree. GroupNorm computes in float32, so the two sides differ by
+  # float32 rounding in another summation order (~1e-6 relative); a miswired layer would
+  # differ by O(1). Tolerance 1e-4 of each gradient's largest entry.
+  from models import create_model
+  from tests.test_models import images, random_params, tiny_ncsnpp
+  model = create_model(tiny_ncsnpp(dropout=0., init_scale=1., **fields))
+  x, labels = images(batch=3), jnp.array([0.1, 0.5, 2.])
+  params = random_params(model, x, labels)
+  def loss(p):   # a new function object per side: JAX caches traces per function
+    return jnp.mean(jnp.square(model.apply(p, x, labels, train=True) - x))
+
+  plain_loss = lambda p: loss(p)  # noqa: E731
+  with weight_grad.plain_lax_ops():
+    assert 'custom_jvp_call' not in str(jax.make_jaxpr(plain_loss)(params))
+    want_loss, want = jax.jit(jax.value_and_grad(plain_loss))(params)
+  assert 'custom_jvp_call' in str(jax.make_jaxpr(loss)(params))
+  got_loss, got = jax.jit(jax.value_and_grad(loss))(params)
+  np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5)
+  leaves = zip(jax.tree_util.tree_leaves_with_path(got), jax.tree_util.tree_leaves(want))
+  for (path, a), b in leaves:
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * float(jnp.max(jnp.abs(b))) + 1e-12,
+                               err_msg=jax.tree_util.keystr(path))

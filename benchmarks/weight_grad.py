@@ -1,0 +1,83 @@
+"""Interleaved A/B: the train step with models/weight_grad.py against plain lax ops.
+
+    python benchmarks/weight_grad.py --model ddpmpp --batch 16 \
+        --out benchmarks/results/weight_grad_ddpmpp_b16.json
+
+Builds the side-by-side benchmark's train step (benchmarks/versus_reference.py's row:
+nf 32, ch_mult (1, 2, 2), 2 res blocks, 32x32x3) twice in one process: as the models
+are ("weight_grad") and with `weight_grad.dense` / `weight_grad.conv_general_dilated`
+swapped back to `jnp.tensordot` / `lax.conv_general_dilated` at trace time ("plain").
+Both start from the same state and batch, so their first losses must be equal; then
+--windows windows of steps, alternating, medians. The difference is only in how XLA
+lays out the weight gradients (models/weight_grad.py explains why). Results:
+docs/performance.md.
+"""
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+import xla_cpu  # noqa: E402,F401  (first: XLA:CPU flags must be set before JAX starts)
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+import io_utils  # noqa: E402
+import versus_reference  # noqa: E402
+import vs_reference_ours  # noqa: E402
+from models import weight_grad  # noqa: E402
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--model', default='ddpmpp', choices=['ddpmpp', 'ncsnpp'])
+  p.add_argument('--batch', type=int, default=16)
+  p.add_argument('--windows', type=int, default=10)
+  p.add_argument('--out', default=None)
+  args = p.parse_args()
+  row = next(r for r in versus_reference.all_rows()
+             if r['model'] == args.model and r['kind'] == 'train')
+  steps = {}
+  for name, ctx in (('weight_grad', contextlib.nullcontext), ('plain', weight_grad.plain_lax_ops)):
+    ours = vs_reference_ours.Ours()
+    with ctx():
+      ours.setup({**row, 'batch': args.batch, 'id': name})
+    steps[name] = ours.rows[name]
+  first = {name: float(run()) for name, run in steps.items()}
+  calls = max(1, 64 // args.batch)
+  times = {name: [] for name in steps}
+  load_before = os.getloadavg()
+  for w in range(args.windows):
+    for name, run in steps.items():
+      tic = time.perf_counter()
+      for _ in range(calls):
+        run()
+      times[name].append((time.perf_counter() - tic) / calls)
+    print(f'window {w + 1}/{args.windows}: ' + ', '.join(
+        f'{n} {t[-1]:.3f} s' for n, t in times.items()), file=sys.stderr, flush=True)
+  med = {name: float(np.median(t)) for name, t in times.items()}
+  result = {
+      'benchmark': 'weight_grad', 'model': args.model, 'batch': args.batch,
+      'backend': jax.default_backend(), 'xla_flags': os.environ.get('XLA_FLAGS', ''),
+      'ld_preload': os.environ.get('LD_PRELOAD', ''),
+      'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
+      'load_average_before': load_before, 'load_average_after': os.getloadavg(),
+      'first_loss': first, 'calls_per_window': calls,
+      'seconds_per_step_all': times, 'seconds_per_step_median': med,
+      'speedup_plain_over_weight_grad': med['plain'] / med['weight_grad'],
+      'windows_weight_grad_faster': int(sum(
+          a < b for a, b in zip(times['weight_grad'], times['plain']))),
+  }
+  text = json.dumps(result, indent=1)
+  print(text)
+  if args.out:
+    io_utils.write_text(args.out, text)
+
+
+if __name__ == '__main__':
+  main()
