@@ -8,7 +8,8 @@ nf 32, ch_mult (1, 2, 2), 2 res blocks, 32x32x3) twice in one process: as the mo
 are ("weight_grad") and with `weight_grad.dense` / `weight_grad.conv_general_dilated`
 swapped back to `jnp.tensordot` / `lax.conv_general_dilated` at trace time ("plain").
 Both start from the same state and batch, so their first losses must be equal; then
---windows windows of steps, alternating, medians. The difference is only in how XLA
+--windows windows of steps, alternating, in ABBA order (an earlier fixed order gave the
+variant that ran first in each window a 5-10% handicap), medians. The difference is only in how XLA
 lays out the weight gradients (models/weight_grad.py explains why). Results:
 docs/performance.md.
 """
@@ -38,12 +39,16 @@ def main():
   p.add_argument('--model', default='ddpmpp', choices=['ddpmpp', 'ncsnpp'])
   p.add_argument('--batch', type=int, default=16)
   p.add_argument('--windows', type=int, default=10)
+  p.add_argument('--order', default='plain,weight_grad',
+                 help='build order (the timing order alternates every window)')
   p.add_argument('--out', default=None)
   args = p.parse_args()
   row = next(r for r in versus_reference.all_rows()
              if r['model'] == args.model and r['kind'] == 'train')
   steps = {}
-  for name, ctx in (('weight_grad', contextlib.nullcontext), ('plain', weight_grad.plain_lax_ops)):
+  contexts = {'weight_grad': contextlib.nullcontext, 'plain': weight_grad.plain_lax_ops}
+  for name in args.order.split(','):
+    ctx = contexts[name]
     ours = vs_reference_ours.Ours()
     with ctx():
       ours.setup({**row, 'batch': args.batch, 'id': name})
@@ -53,7 +58,8 @@ def main():
   times = {name: [] for name in steps}
   load_before = os.getloadavg()
   for w in range(args.windows):
-    for name, run in steps.items():
+    # ABBA: the order flips every window, so that neither side always runs first.
+    for name, run in (list(steps.items()) if w % 2 == 0 else list(steps.items())[::-1]):
       tic = time.perf_counter()
       for _ in range(calls):
         run()
@@ -63,7 +69,7 @@ def main():
   med = {name: float(np.median(t)) for name, t in times.items()}
   result = {
       'benchmark': 'weight_grad', 'model': args.model, 'batch': args.batch,
-      'backend': jax.default_backend(), 'xla_flags': os.environ.get('XLA_FLAGS', ''),
+      'order': args.order, 'backend': jax.default_backend(), 'xla_flags': os.environ.get('XLA_FLAGS', ''),
       'ld_preload': os.environ.get('LD_PRELOAD', ''),
       'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
       'load_average_before': load_before, 'load_average_after': os.getloadavg(),
@@ -73,10 +79,9 @@ def main():
       'windows_weight_grad_faster': int(sum(
           a < b for a, b in zip(times['weight_grad'], times['plain']))),
   }
-  text = json.dumps(result, indent=1)
-  print(text)
+  print(json.dumps(result, indent=1))
   if args.out:
-    io_utils.write_text(args.out, text)
+    io_utils.write_json(args.out, result)
 
 
 if __name__ == '__main__':
