@@ -7,6 +7,7 @@ from them has the same parameter count as the reference for the same config.
 
 Arrays are NHWC: `[B, H, W, C]`. Time embeddings are `[B, E]`.
 """
+import contextlib
 import functools
 import math
 from typing import Callable, Optional, Sequence
@@ -69,6 +70,21 @@ def conv1x1(features: int, init_scale: float = 1.) -> nn.Conv:
                  kernel_init=default_init(init_scale),
                  bias_init=jax.nn.initializers.zeros,
                  conv_general_dilated=weight_grad.conv_general_dilated)
+
+
+def dropout(rate: float, x: jax.Array, train: bool) -> jax.Array:
+  """`nn.Dropout(rate)(x, deterministic=not train)`; on XLA:CPU its mask is drawn in
+  threefry's non-partitionable layout.
+
+  Why: with JAX's default (partitionable) layout XLA:CPU splits each mask's threefry
+  into about ten fusions that each write a full-size u32 array (docs/performance.md).
+  The mask has the same law either way (other draws for the same key). Not on
+  accelerators, where the partitionable layout lets each device draw only its shard.
+  """
+  layout = (jax.threefry_partitionable(False) if jax.default_backend() == 'cpu'
+            else contextlib.nullcontext())
+  with layout:
+    return nn.Dropout(rate)(x, deterministic=not train)
 
 
 def group_norm(channels: int, num_groups: int = 0) -> GroupNorm:
@@ -309,7 +325,7 @@ class ResnetBlockDDPM(nn.Module):
     if temb is not None:
       h += dense(out_ch)(act(temb))[:, None, None, :]
     h = act(group_norm(out_ch, self.num_groups)(h))
-    h = nn.Dropout(self.dropout)(h, deterministic=not train)
+    h = dropout(self.dropout, h, train)
     h = conv3x3(out_ch, init_scale=self.init_scale)(h)
     if c != out_ch:
       x = NIN(out_ch)(x)
@@ -370,7 +386,7 @@ class ResnetBlockBigGAN(nn.Module):
     if temb is not None:
       h += dense(out_ch)(act(temb))[:, None, None, :]
     h = act(group_norm(out_ch)(h))
-    h = nn.Dropout(self.dropout)(h, deterministic=not train)
+    h = dropout(self.dropout, h, train)
     h = conv3x3(out_ch, init_scale=self.init_scale)(h)
     if c != out_ch or self.up or self.down:
       x = conv1x1(out_ch)(x)

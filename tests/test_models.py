@@ -174,6 +174,38 @@ def test_upsample_conv_equals_the_convolution_of_the_upsampled_image(shape):
     upsample_conv3x3(x, w, (2, 2), 'SAME')
 
 
+def test_dropout_is_flax_dropout_drawn_in_the_cpu_threefry_layout():
+  # On CPU, layers.dropout is flax's Dropout with its mask drawn under
+  # jax.threefry_partitionable(False): equal to it exactly for the same key. Its law:
+  # entries kept with probability 1 - rate and scaled by 1 / (1 - rate); over 2^16 entries
+  # the kept fraction is within 5 standard deviations (5 * 0.0017) of 0.75. Not in train
+  # mode, the identity.
+  import flax.linen as nn
+
+  class Net(nn.Module):
+    train: bool
+    flax_dropout: bool = False   # the same submodule path ('Dropout_0'), so the same key
+
+    @nn.compact
+    def __call__(self, x):
+      if self.flax_dropout:
+        return nn.Dropout(0.25)(x, deterministic=not self.train)
+      return layers.dropout(0.25, x, self.train)
+
+  x = jax.random.normal(jax.random.PRNGKey(0), (4, 32, 32, 16))
+  rngs = {'dropout': jax.random.PRNGKey(1)}
+  got = Net(train=True).apply({}, x, rngs=rngs)
+  with jax.threefry_partitionable(False):
+    want = Net(train=True, flax_dropout=True).apply({}, x, rngs=rngs)
+  np.testing.assert_array_equal(got, want)
+  default_layout = Net(train=True, flax_dropout=True).apply({}, x, rngs=rngs)
+  assert float(jnp.mean(default_layout != got)) > 0.2   # the layout does change the draws
+  kept = got != 0
+  assert abs(float(jnp.mean(kept)) - 0.75) < 5 * math.sqrt(0.75 * 0.25 / x.size)
+  np.testing.assert_allclose(got[kept], x[kept] / 0.75, rtol=1e-6)
+  np.testing.assert_array_equal(Net(train=False).apply({}, x), x)
+
+
 def test_upsampling_layers_equal_upsample_then_conv():
   # Upsample(with_conv) and the BigGAN block with up=True (not fir) compute in the
   # low-resolution domain; against the layers' definition with the same parameters
