@@ -1,7 +1,9 @@
-"""Interleaved A/B: the train step with models/weight_grad.py against plain lax ops.
+"""Interleaved A/B: the train step with models/weight_grad.py (or layers.dropout) against plain ops.
 
     python benchmarks/weight_grad.py --model ddpmpp --batch 16 \
         --out benchmarks/results/weight_grad_ddpmpp_b16.json
+    python benchmarks/weight_grad.py --change dropout --batch 16 \
+        --out benchmarks/results/dropout_layout_ddpmpp_b16.json
 
 Builds the side-by-side benchmark's train step (benchmarks/versus_reference.py's row:
 nf 32, ch_mult (1, 2, 2), 2 res blocks, 32x32x3) twice in one process: as the models
@@ -10,8 +12,9 @@ swapped back to `jnp.tensordot` / `lax.conv_general_dilated` at trace time ("pla
 Both start from the same state and batch, so their first losses must be equal; then
 --windows windows of steps, alternating, in ABBA order (an earlier fixed order gave the
 variant that ran first in each window a 5-10% handicap), medians. The difference is only in how XLA
-lays out the weight gradients (models/weight_grad.py explains why). Results:
-docs/performance.md.
+lays out the weight gradients (models/weight_grad.py explains why). With `--change
+dropout` the two steps differ only in the dropout mask's threefry layout
+(`layers.dropout` against flax's `nn.Dropout` as is). Results: docs/performance.md.
 """
 import argparse
 import contextlib
@@ -25,13 +28,25 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import xla_cpu  # noqa: E402,F401  (first: XLA:CPU flags must be set before JAX starts)
 
+import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import io_utils  # noqa: E402
 import versus_reference  # noqa: E402
 import vs_reference_ours  # noqa: E402
-from models import weight_grad  # noqa: E402
+from models import layers, weight_grad  # noqa: E402
+
+
+@contextlib.contextmanager
+def flax_dropout():
+  """Trace with flax's nn.Dropout as is (JAX's default threefry layout)."""
+  saved = layers.dropout
+  layers.dropout = lambda rate, x, train: nn.Dropout(rate)(x, deterministic=not train)
+  try:
+    yield
+  finally:
+    layers.dropout = saved
 
 
 def main():
@@ -39,15 +54,17 @@ def main():
   p.add_argument('--model', default='ddpmpp', choices=['ddpmpp', 'ncsnpp'])
   p.add_argument('--batch', type=int, default=16)
   p.add_argument('--windows', type=int, default=10)
-  p.add_argument('--order', default='plain,weight_grad',
+  p.add_argument('--change', default='weight_grad', choices=['weight_grad', 'dropout'])
+  p.add_argument('--order', default='plain,change',
                  help='build order (the timing order alternates every window)')
   p.add_argument('--out', default=None)
   args = p.parse_args()
   row = next(r for r in versus_reference.all_rows()
              if r['model'] == args.model and r['kind'] == 'train')
   steps = {}
-  contexts = {'weight_grad': contextlib.nullcontext, 'plain': weight_grad.plain_lax_ops}
-  for name in args.order.split(','):
+  plain = {'weight_grad': weight_grad.plain_lax_ops, 'dropout': flax_dropout}[args.change]
+  contexts = {args.change: contextlib.nullcontext, 'plain': plain}
+  for name in args.order.replace('change', args.change).split(','):
     ctx = contexts[name]
     ours = vs_reference_ours.Ours()
     with ctx():
@@ -68,16 +85,17 @@ def main():
         f'{n} {t[-1]:.3f} s' for n, t in times.items()), file=sys.stderr, flush=True)
   med = {name: float(np.median(t)) for name, t in times.items()}
   result = {
-      'benchmark': 'weight_grad', 'model': args.model, 'batch': args.batch,
-      'order': args.order, 'backend': jax.default_backend(), 'xla_flags': os.environ.get('XLA_FLAGS', ''),
+      'benchmark': 'weight_grad', 'change': args.change, 'model': args.model, 'batch': args.batch,
+      'order': args.order, 'backend': jax.default_backend(),
+      'xla_flags': os.environ.get('XLA_FLAGS', ''),
       'ld_preload': os.environ.get('LD_PRELOAD', ''),
       'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
       'load_average_before': load_before, 'load_average_after': os.getloadavg(),
       'first_loss': first, 'calls_per_window': calls,
       'seconds_per_step_all': times, 'seconds_per_step_median': med,
-      'speedup_plain_over_weight_grad': med['plain'] / med['weight_grad'],
-      'windows_weight_grad_faster': int(sum(
-          a < b for a, b in zip(times['weight_grad'], times['plain']))),
+      'speedup_plain_over_change': med['plain'] / med[args.change],
+      'windows_change_faster': int(sum(
+          a < b for a, b in zip(times[args.change], times['plain']))),
   }
   print(json.dumps(result, indent=1))
   if args.out:
