@@ -23,7 +23,10 @@ batch 16 (NCSN++ only: 20 steps on VP are degenerate), PF-ODE bits/dim at batch 
 cuda` the reference on CUDA (its own upfirdn2d kernels then need nvcc). With
 `--threads N` (default 2) the reference uses torch.set_num_threads(N) and XLA:CPU
 is limited to N cores by `taskset` of the whole worker, so neither side gets more
-cores than the other. `--preload LIB` puts LIB (a malloc library) in both workers' LD_PRELOAD.
+cores than the other. `--preload LIB` puts LIB (a malloc library) in both workers' LD_PRELOAD,
+and `--glibc_tunables T` puts T in both workers' GLIBC_TUNABLES (e.g. glibc.malloc.hugetlb=1).
+The order within a window alternates (reference first in even windows, ours first in odd
+ones): in one process the first of two alternated timings can run 5-10% slow.
 `--quick` times 1 window of 1 call on a subset (a smoke
 test of the whole path, minutes); `--rows` picks rows by id.
 """
@@ -130,6 +133,9 @@ def main():
   p.add_argument('--preload', default='',
                  help='a malloc library (e.g. libtcmalloc_minimal.so.4) put in LD_PRELOAD of '
                       'both workers alike (docs/performance.md, "Memory allocator")')
+  p.add_argument('--glibc_tunables', default='',
+                 help='GLIBC_TUNABLES of both workers alike, e.g. glibc.malloc.hugetlb=1 '
+                      '(docs/performance.md)')
   args = p.parse_args()
 
   if not os.path.isfile(os.path.join(args.ref_dir, 'models', 'ncsnpp.py')):
@@ -158,6 +164,8 @@ def main():
   env = dict(os.environ, JAX_PLATFORMS=args.device)
   if args.preload:
     env['LD_PRELOAD'] = args.preload
+  if args.glibc_tunables:
+    env['GLIBC_TUNABLES'] = args.glibc_tunables
   ours = Worker('ours', pinned([args.python, os.path.join(HERE, 'vs_reference_ours.py')],
                                args.threads if cpu else 0), env=env, cwd=ROOT)
   ref_env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH',)}
@@ -165,6 +173,8 @@ def main():
     ref_env['OMP_NUM_THREADS'] = str(args.threads)
   if args.preload:
     ref_env['LD_PRELOAD'] = args.preload
+  if args.glibc_tunables:
+    ref_env['GLIBC_TUNABLES'] = args.glibc_tunables
   ref = Worker('reference', pinned([args.ref_python, os.path.join(HERE, 'vs_reference_torch.py'),
                                     os.path.abspath(args.ref_dir), args.ref_device,
                                     str(args.threads)],
@@ -177,6 +187,8 @@ def main():
                'processor': platform.processor(), 'platform': platform.platform()},
       'threads_per_side': args.threads, 'windows': windows, 'quick': args.quick,
       'ld_preload_both_sides': args.preload or None,
+      'glibc_tunables_both_sides': args.glibc_tunables or None,
+      'order': 'alternating (reference first in even windows)',
       'architecture': ARCH, 'load_average_start': os.getloadavg(),
       'versions': {'reference': ref.ask({'cmd': 'versions'}),
                    'ours': ours.ask({'cmd': 'versions'})},
@@ -191,8 +203,9 @@ def main():
       for name, w in (('reference', ref), ('ours', ours)):
         entry[f'{name}_setup'] = w.ask({'cmd': 'setup', 'row': row})
       times = {'reference': [], 'ours': []}
-      for _ in range(windows):
-        for name, w in (('reference', ref), ('ours', ours)):   # alternate, reference first
+      for i in range(windows):
+        order = (('reference', ref), ('ours', ours))
+        for name, w in (order if i % 2 == 0 else order[::-1]):
           times[name].append(w.ask({'cmd': 'time', 'id': row['id'], 'reps': row['reps']}))
       for name in times:
         walls = [t['wall'] for t in times[name]]
