@@ -161,20 +161,18 @@ def main():
     p.error(f'--preload={args.preload}: no such file; give the path of the library, e.g. '
             '/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 (Debian: libtcmalloc-minimal4)')
   cpu = args.device == 'cpu'
-  env = dict(os.environ, JAX_PLATFORMS=args.device)
+  both = {}   # the allocator settings, given to both workers alike
   if args.preload:
-    env['LD_PRELOAD'] = args.preload
+    both['LD_PRELOAD'] = args.preload
   if args.glibc_tunables:
-    env['GLIBC_TUNABLES'] = args.glibc_tunables
+    both['GLIBC_TUNABLES'] = args.glibc_tunables
+  env = dict(os.environ, JAX_PLATFORMS=args.device, **both)
   ours = Worker('ours', pinned([args.python, os.path.join(HERE, 'vs_reference_ours.py')],
                                args.threads if cpu else 0), env=env, cwd=ROOT)
   ref_env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH',)}
   if args.threads:
     ref_env['OMP_NUM_THREADS'] = str(args.threads)
-  if args.preload:
-    ref_env['LD_PRELOAD'] = args.preload
-  if args.glibc_tunables:
-    ref_env['GLIBC_TUNABLES'] = args.glibc_tunables
+  ref_env.update(both)
   ref = Worker('reference', pinned([args.ref_python, os.path.join(HERE, 'vs_reference_torch.py'),
                                     os.path.abspath(args.ref_dir), args.ref_device,
                                     str(args.threads)],
@@ -203,8 +201,8 @@ def main():
       for name, w in (('reference', ref), ('ours', ours)):
         entry[f'{name}_setup'] = w.ask({'cmd': 'setup', 'row': row})
       times = {'reference': [], 'ours': []}
+      order = (('reference', ref), ('ours', ours))
       for i in range(windows):
-        order = (('reference', ref), ('ours', ours))
         for name, w in (order if i % 2 == 0 else order[::-1]):
           times[name].append(w.ask({'cmd': 'time', 'id': row['id'], 'reps': row['reps']}))
       for name in times:
