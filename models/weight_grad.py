@@ -23,7 +23,7 @@ layouts XLA wants, and g is used as it is:
   transpose is the weight-gradient convolution with x^T already in the 'b01f' layout
   (C_in as its batch), so only g is rearranged, as a plain copy.
 
-Values, both gradients and JVPs are those of the lax ops (tests/test_models.py, float64).
+Values, both gradients and JVPs are those of the lax ops (tests/test_weight_grad.py, float64).
 `jax.custom_jvp`, not `custom_vjp`: forward mode (the likelihood's divergence) and vmap
 work as for any lax op, and with symbolic zeros the weight tangent, x^T included, is not
 built when the weights are not differentiated (sampling, likelihood). Measured in
