@@ -162,6 +162,7 @@ def main(_):
       'sys_seconds_per_step_median': float(np.median(sys_windows)),
       'minor_page_faults_per_step_median': float(np.median(faults)),
       'ld_preload': os.environ.get('LD_PRELOAD', ''),
+      'glibc_malloc_tuned': xla_cpu.MALLOC_TUNED,   # xla_cpu.tune_malloc
       'load_average_1min': os.getloadavg()[0], 'examples_per_sec': batch / sec,
       'compile_seconds': compile_s,
       'xla_flops_per_step': flops, 'achieved_gflops': flops / sec / 1e9,

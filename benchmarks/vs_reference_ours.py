@@ -35,7 +35,8 @@ class Ours:
     return {'jax': jax.__version__, 'jaxlib': jaxlib.__version__, 'flax': flax.__version__,
             'numpy': numpy.__version__, 'backend': jax.default_backend(),
             'devices': [d.device_kind for d in jax.devices()],
-            'xla_flags': os.environ.get('XLA_FLAGS', ''), 'python': sys.version.split()[0]}
+            'xla_flags': os.environ.get('XLA_FLAGS', ''), 'python': sys.version.split()[0],
+            'glibc_malloc_tuned': xla_cpu.MALLOC_TUNED}
 
   def _config(self, row):
     config = importlib.import_module(row['ours_config']).get_config()

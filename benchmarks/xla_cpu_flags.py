@@ -1,6 +1,8 @@
 """A/B of XLA:CPU settings: YNNPACK's defaults against the project's (xla_cpu.py).
 
     python benchmarks/xla_cpu_flags.py --out benchmarks/results/xla_cpu_flags.json
+    python benchmarks/xla_cpu_flags.py --compare malloc --rounds 3 \
+        --out benchmarks/results/xla_cpu_malloc.json
 
 XLA reads its flags once, at start-up, so each setting runs in its own process,
 alternating (--rounds rounds). Each process times, with CPU time / wall (how many
@@ -9,7 +11,10 @@ of the cores the op kept busy):
 - with --steps, the DDPM++ and NCSN++ train step at batch 16 and forward at batch
   64 through benchmarks/train_step.py (nf 32, ch_mult (1, 2, 2), 2 blocks, 32x32x3).
 Settings: `ynnpack` = SCORE_XLA_CPU_DEFAULTS=0 (jaxlib's own defaults); `project`
-= xla_cpu.FLAG. Results and conclusions: docs/performance.md.
+= xla_cpu.FLAG. With --compare malloc: `glibc` = SCORE_CPU_MALLOC=0 (glibc's malloc
+defaults, async dispatch) against `project` (xla_cpu.tune_malloc), both without
+LD_PRELOAD, on the train steps only (DDPM++ at batch 16 and 64 too), with kernel time
+and page faults per step. Results and conclusions: docs/performance.md.
 """
 import argparse
 import json
@@ -21,12 +26,19 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SETTINGS = {'ynnpack': {'SCORE_XLA_CPU_DEFAULTS': '0'}, 'project': {'SCORE_XLA_CPU_DEFAULTS': '1'}}
+COMPARISONS = {   # name -> {setting: environment}; the ratio printed is first / second
+    'flags': {'ynnpack': {'SCORE_XLA_CPU_DEFAULTS': '0'},
+              'project': {'SCORE_XLA_CPU_DEFAULTS': '1'}},
+    'malloc': {'glibc': {'SCORE_CPU_MALLOC': '0', 'LD_PRELOAD': ''},
+               'project': {'SCORE_CPU_MALLOC': '1', 'LD_PRELOAD': ''}},
+}
 CONVS = [(64, 32, 32, 32), (64, 32, 32, 64), (64, 32, 32, 128), (64, 16, 16, 64)]  # B, H, W, C
 MATMULS = [(1024, 1024, 1024), (4096, 64, 256)]
 _UNET = ['--config.model.nf=32', '--config.model.ch_mult=(1,2,2)', '--config.model.num_res_blocks=2']
-STEPS = [('ddpmpp', 'train', 16), ('ncsnpp', 'train', 16), ('ddpmpp', 'forward', 64),
-         ('ncsnpp', 'forward', 64)]
+STEPS = {'flags': [('ddpmpp', 'train', 16), ('ncsnpp', 'train', 16), ('ddpmpp', 'forward', 64),
+                   ('ncsnpp', 'forward', 64)],
+         'malloc': [('ddpmpp', 'train', 16), ('ddpmpp', 'train', 64), ('ncsnpp', 'train', 16),
+                    ('ddpmpp', 'forward', 64)]}
 CONFIGS = {'ddpmpp': 'configs/vp/cifar10_ddpmpp_continuous.py',
            'ncsnpp': 'configs/ve/cifar10_ncsnpp_continuous.py'}
 
@@ -76,14 +88,15 @@ def _row_name(row):
   return f"{row['model']} {row['what']} b{row['batch']}" if 'model' in row else row['what']
 
 
-def _run(setting, args):
-  env = {**os.environ, 'XLA_FLAGS': '', 'JAX_ENABLE_COMPILATION_CACHE': 'false', **SETTINGS[setting]}
+def _run(env_setting, args):
+  env = {**os.environ, 'XLA_FLAGS': '', 'JAX_ENABLE_COMPILATION_CACHE': 'false', **env_setting}
   out = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
   return json.loads(out[out.index('{'):])
 
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--compare', default='flags', choices=sorted(COMPARISONS))
   p.add_argument('--rounds', type=int, default=2)
   p.add_argument('--steps', action=argparse.BooleanOptionalAction, default=True,
                  help='also time the train steps and forward passes (about 6 min more)')
@@ -92,27 +105,33 @@ def main():
   args = p.parse_args()
   if args.worker:
     return worker()
-  result = {'benchmark': 'xla_cpu_flags', 'date_utc': time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime()),
+  settings = COMPARISONS[args.compare]
+  first, second = settings
+  result = {'benchmark': 'xla_cpu_flags', 'compare': args.compare, 'date_utc': time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime()),
             'cpu_count': os.cpu_count(), 'load_average_start': os.getloadavg(), 'rounds': []}
   for r in range(args.rounds):
-    for setting in SETTINGS:
-      entry = {'round': r, 'setting': setting,
-               'ops': _run(setting, [sys.executable, __file__, '--worker'])}
+    for setting, env in settings.items():
+      entry = {'round': r, 'setting': setting, 'ops': {'rows': []} if args.compare == 'malloc'
+               else _run(env, [sys.executable, __file__, '--worker'])}
       if args.steps:
         entry['steps'] = []
-        for model, what, batch in STEPS:
-          d = _run(setting, [sys.executable, 'benchmarks/train_step.py',
+        for model, what, batch in STEPS[args.compare]:
+          d = _run(env, [sys.executable, 'benchmarks/train_step.py',
                              f'--config={CONFIGS[model]}', *_UNET, f'--batch_size={batch}',
                              f'--what={what}', '--steps=3', '--repeats=3'])
           entry['steps'].append({'model': model, 'what': what, 'batch': batch,
                                  'seconds': d['seconds_per_step_median'],
                                  'cores_busy': d['cpu_seconds_per_step_median'] /
-                                 d['seconds_per_step_median']})
+                                 d['seconds_per_step_median'],
+                                 'sys_seconds': d['sys_seconds_per_step_median'],
+                                 'page_faults': d['minor_page_faults_per_step_median'],
+                                 'peak_rss_mb': d['peak_rss_mb']})
       result['rounds'].append(entry)
       for row in entry['ops']['rows'] + entry.get('steps', []):
         name = _row_name(row)
         print(f"round {r} {setting:8s} {name:28s} {row['seconds'] * 1e3:8.1f} ms"
-              f"  cores {row['cores_busy']:.2f}", flush=True)
+              f"  cores {row['cores_busy']:.2f}"
+              + (f"  faults {row['page_faults']:.0f}" if 'page_faults' in row else ''), flush=True)
   result['load_average_end'] = os.getloadavg()
   summary = {}   # row -> setting -> median seconds over rounds
   for entry in result['rounds']:
@@ -122,7 +141,7 @@ def main():
   result['median_seconds'] = {name: {k: float(np.median(v)) for k, v in by.items()}
                               for name, by in summary.items()}
   for name, by in result['median_seconds'].items():
-    print(f"{name:28s} ynnpack / project = {by['ynnpack'] / by['project']:.2f}")
+    print(f"{name:28s} {first} / {second} = {by[first] / by[second]:.2f}")
   if args.out:
     with open(args.out, 'w') as f:
       json.dump(result, f, indent=1)

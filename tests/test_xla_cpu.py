@@ -78,3 +78,70 @@ def test_same_loss_and_gradients_with_and_without_the_flag(tmp_path):
   worst = max(float(np.max(np.abs(on[k] - off[k]))) for k in keys) / scale
   print('largest gradient difference / largest gradient:', worst)
   assert 0 < worst < 1e-5   # not 0: the two runs did compile different programs
+
+
+def test_malloc_tuning_only_for_glibc_on_the_cpu_backend_when_nobody_chose():
+  import platform
+  glibc = platform.libc_ver()[0] == 'glibc'
+  assert xla_cpu.malloc_wanted({'JAX_PLATFORMS': 'cpu'}) == glibc
+  assert not xla_cpu.malloc_wanted({'JAX_PLATFORMS': 'cpu', 'SCORE_CPU_MALLOC': '0'})
+  assert not xla_cpu.malloc_wanted({'JAX_PLATFORMS': 'cpu', 'SCORE_XLA_CPU_DEFAULTS': '0'})
+  assert not xla_cpu.malloc_wanted(
+      {'JAX_PLATFORMS': 'cpu', 'LD_PRELOAD': '/usr/lib/libtcmalloc_minimal.so.4'})
+  assert not xla_cpu.malloc_wanted({'JAX_PLATFORMS': 'cuda'})
+  assert not xla_cpu.malloc_wanted({'JAX_PLATFORMS': 'tpu,cpu'})
+
+
+# One jitted call with a 64 MiB temporary (the [8192, 2048] product between two matmuls),
+# repeated; prints the temp size XLA assigned, the page faults of each call and the result.
+_FAULTS = r'''
+import json, resource, sys
+import xla_cpu
+import jax, jax.numpy as jnp, numpy as np
+from jax._src import xla_bridge
+a = jnp.asarray(np.random.default_rng(0).normal(size=(8192, 64)), jnp.float32)
+b = jnp.asarray(np.random.default_rng(1).normal(size=(64, 2048)), jnp.float32) / 8
+c = jnp.asarray(np.random.default_rng(2).normal(size=(2048, 4)), jnp.float32) / 45
+f = jax.jit(lambda a, b, c: jnp.tanh(a @ b) @ c)
+compiled = f.lower(a, b, c).compile()
+out = np.asarray(f(a, b, c))
+faults = []
+for _ in range(12):
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+  f(a, b, c).block_until_ready()
+  faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+np.save(sys.argv[1], out)
+print(json.dumps({'temp': compiled.memory_analysis().temp_size_in_bytes, 'faults': faults,
+                  'async': xla_bridge._CPU_ENABLE_ASYNC_DISPATCH.value}))
+'''
+
+
+def test_malloc_tuning_keeps_large_temporaries_mapped_between_calls(tmp_path):
+  """With glibc's defaults each call maps its 64 MiB temporary afresh and faults in its
+  16384 pages; tuned, the main arena keeps it, so a call faults in next to nothing. The
+  results are the same numbers (only where the memory comes from changed)."""
+  import platform
+  if platform.libc_ver()[0] != 'glibc':
+    import pytest
+    pytest.skip('glibc only')
+  runs = {}
+  for name, value in (('tuned', '1'), ('default', '0')):
+    out = tmp_path / f'{name}.npy'
+    proc = run_python(['-c', _FAULTS, str(out)],
+                      env={'SCORE_CPU_MALLOC': value, 'LD_PRELOAD': '', 'JAX_PLATFORMS': 'cpu'})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs[name] = (json.loads(proc.stdout.strip().splitlines()[-1]), np.load(out))
+  (tuned, x), (default, y) = runs['tuned'], runs['default']
+  print(tuned, default)
+  assert tuned['temp'] >= 64 * 2**20 and not tuned['async'] and default['async']
+  pages = tuned['temp'] // 4096
+  # Tuned: once the arena has grown (the first calls), a typical call faults in a few pages
+  # at most, far below the temporary's. Medians: now and then a tuned call faults the
+  # whole temporary in again (on this machine's VM DAMON pages out idle memory).
+  assert np.median(tuned['faults'][3:]) < pages // 16, tuned
+  # The control shows the test can fail: glibc's defaults fault in the temporary on every
+  # call (base pages; a kernel that backs anonymous maps with huge pages would fault less).
+  with open('/sys/kernel/mm/transparent_hugepage/enabled') as f:
+    if '[always]' not in f.read():
+      assert np.median(default['faults'][3:]) > pages // 2, default
+  np.testing.assert_array_equal(x, y)
