@@ -88,8 +88,7 @@ THP = '/sys/kernel/mm/transparent_hugepage/enabled'
 
 
 def test_malloc_tuning_only_for_glibc_on_the_cpu_backend_when_nobody_chose():
-  glibc = GLIBC
-  assert xla_cpu.malloc_wanted({'JAX_PLATFORMS': 'cpu'}) == glibc
+  assert xla_cpu.malloc_wanted({'JAX_PLATFORMS': 'cpu'}) == GLIBC
   assert not xla_cpu.malloc_wanted({'JAX_PLATFORMS': 'cpu', 'SCORE_CPU_MALLOC': '0'})
   assert not xla_cpu.malloc_wanted({'JAX_PLATFORMS': 'cpu', 'SCORE_XLA_CPU_DEFAULTS': '0'})
   assert not xla_cpu.malloc_wanted(
