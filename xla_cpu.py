@@ -37,7 +37,7 @@ backend is the CPU, we run CPU computations inline on the calling thread
 (jax_cpu_enable_async_dispatch = False; the buffer then comes from the main arena) and
 let the main arena grow by brk instead of mmap and keep its top between calls
 (mallopt M_MMAP_MAX = 0, M_TRIM_THRESHOLD = 2 GiB - 1). Faults per step fall to
-10-200 and the step runs as fast as under tcmalloc (docs/performance.md). The cost:
+10-200 and the step runs about as fast as under tcmalloc (docs/performance.md). The cost:
 freed memory up to 2 GiB stays with the process for its next call, as tcmalloc
 keeps it too. SCORE_CPU_MALLOC=0 (or SCORE_XLA_CPU_DEFAULTS=0) keeps glibc's
 defaults and async dispatch. Like the flag, this must happen before the backend starts.
