@@ -104,7 +104,8 @@ def loss_fn_from_config(config, sde: sde_lib.SDE, model, *,
   """
   return train_state.network_loss(
       get_classifier_loss(config, sde),
-      lambda params, **kw: logits_fn(sde, model, params, **kw), train=train)
+      lambda params, **kw: logits_fn(sde, model, params, **kw), train=train,
+      parts=config.training.get('network_parts', 0))
 
 
 def classifier_config(config):

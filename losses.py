@@ -128,4 +128,4 @@ def loss_fn_from_config(config: ml_collections.ConfigDict, sde: sde_lib.SDE, mod
   return train_state.network_loss(
       get_loss(config, sde),
       lambda params, **kw: mutils.score_fn_from_config(config, sde, model, params, **kw),
-      train=train)
+      train=train, parts=config.training.get('network_parts', 0))

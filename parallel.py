@@ -35,13 +35,21 @@ def check_batch_size(batch_size: int, field: str) -> None:
                       f'use a multiple of {n}')
 
 
-def check_microbatches(batch_size: int, microbatches: int, field: str) -> None:
-  """Each device's share of the batch must split into `microbatches` equal parts."""
+def check_microbatches(batch_size: int, microbatches: int, field: str,
+                       network_parts: int = 0) -> None:
+  """Each device's share of the batch must split into `microbatches` equal parts, and
+  each of those into `network_parts` (0: chosen to fit, `train_state.auto_network_parts`)."""
   per_device = batch_size // jax.device_count()
   if per_device % microbatches:
     raise ConfigError(f'training.microbatches={microbatches} does not divide the per-device '
                       f'batch {per_device} ({field}={batch_size} over {jax.device_count()} '
                       f'devices); use a divisor of {per_device}')
+  rows = per_device // microbatches
+  if network_parts and rows % network_parts:
+    raise ConfigError(f'training.network_parts={network_parts} does not divide the '
+                      f'{rows} rows per device of each microbatch ({field}={batch_size}, '
+                      f'training.microbatches={microbatches}); use a divisor of {rows}, '
+                      'or 0 (automatic)')
 
 
 def local_rows(n: int) -> slice:

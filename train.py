@@ -72,7 +72,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   checkpointing.check_import_record(config, workdir)   # resuming an import needs its options
   t = config.training
   parallel.check_batch_size(t.batch_size, 'training.batch_size')
-  parallel.check_microbatches(t.batch_size, t.get('microbatches', 1), 'training.batch_size')
+  parallel.check_microbatches(t.batch_size, t.get('microbatches', 1), 'training.batch_size',
+                              t.get('network_parts', 0))
   sde, _ = sde_lib.get_sde(config)
   model = create_model(config)
   optimizer = optim.get_optimizer(config)

@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from errors import ConfigError
+
 Array = jax.Array
 # loss_fn(params, key, batch) -> scalar; `batch` is any pytree (x, or (x, labels), or a cache).
 LossFn = Callable[[Any, Array, Any], Array]
@@ -43,25 +45,90 @@ def ema_update(ema_params: Any, params: Any, step: Array, ema_rate: float,
   return jax.tree.map(lambda e, p: rate * e + (1. - rate) * p, ema_params, params)
 
 
+# Input values per part when the train step splits the network's batch on XLA:CPU by
+# itself (training.network_parts = 0): 16 images of 32x32x3. DDPM++ (nf 32) at batch 64
+# steps 1.11-1.14x faster in parts of 8, 16 or 32 than whole, on the 2-core CPU; the
+# forward pass alone gains nothing (docs/performance.md, "Network parts").
+CPU_PART_VALUES = 16 * 32 * 32 * 3
+
+
+def auto_network_parts(batch: int, values_per_example: int) -> int:
+  """training.network_parts = 0: how many parts the network's batch is split into.
+
+  On XLA:CPU, the fewest parts of at most CPU_PART_VALUES input values each that
+  divide every device's share of `batch` (1 where that would leave parts under half
+  that size); on accelerators 1, the whole batch.
+  """
+  if jax.default_backend() != 'cpu':
+    return 1
+  devices = jax.device_count()
+  per_device = batch // devices if batch % devices == 0 else batch
+  rows = max(1, CPU_PART_VALUES // max(1, values_per_example))
+  for parts in range(-(-per_device // rows), per_device + 1):
+    if per_device % parts == 0:
+      return parts if 2 * (per_device // parts) >= rows else 1
+  return 1
+
+
+def _unsplit(parts: list[Any], batch: int) -> Any:
+  """Inverse of `microbatch`: part i's rows back to rows i, i + m, ... of the batch."""
+  return jax.tree.map(
+      lambda *p: jnp.stack(p, axis=1).reshape((batch,) + p[0].shape[1:]), *parts)
+
+
+def parted_network(network_fn: NetworkFn, params: Any, rng: Array, parts: int = 0):
+  """The training network, evaluated in `parts` strided parts of its batch (0: automatic).
+
+  Every argument and output of the net has the batch as its leading axis, and every
+  network here treats examples independently (GroupNorm, attention and convolutions are
+  per example), so the parted net is the whole net up to float rounding: the same
+  outputs, hence the loss and its gradient, with the loss's own draws (t, z) unchanged.
+  Only dropout differs: part i draws its masks with fold_in(rng, i), masks of the same
+  law. Why: the backward pass of a large batch overflows the CPU's caches
+  (`CPU_PART_VALUES`); unlike `accumulated_value_and_grad` the loss still sees the
+  whole batch. One part (`auto_network_parts` on accelerators) is the whole net, its
+  dropout key unchanged.
+  """
+  whole = network_fn(params, train=True, rng=rng)
+  if parts == 1 or not callable(whole):
+    return whole
+
+  def net(*args):
+    batch = args[0].shape[0]
+    m = parts or auto_network_parts(batch, args[0].size // max(1, batch))
+    if m == 1:
+      return whole(*args)
+    if batch % m:
+      raise ConfigError(f'training.network_parts={m} does not divide the network\'s batch '
+                        f'{batch}; use a divisor of {batch}, or 0 (automatic)')
+    return _unsplit([network_fn(params, train=True, rng=jax.random.fold_in(rng, i))(
+        *microbatch(args, m, i)) for i in range(m)], batch)
+
+  return net
+
+
 def network_loss(loss: Callable[[Any, Array, Any], Array], network_fn: NetworkFn, *,
-                 train: bool) -> LossFn:
+                 train: bool, parts: int = 0) -> LossFn:
   """Turns a loss of a network, loss(net, key, batch), into loss_fn(params, key, batch).
 
   In training the step's key is split once into (loss key, dropout key), so the loss's
-  own draws (t, z, minibatch) and the dropout masks are independent; in evaluation the
-  network runs without dropout and the loss gets the whole key.
+  own draws (t, z, minibatch) and the dropout masks are independent, and the network
+  runs in `parts` parts of its batch (`parted_network`; config.training.network_parts,
+  0 automatic); in evaluation the network runs whole without dropout and the loss gets
+  the whole key.
 
   Args:
     loss: loss(net, key, batch) -> scalar, `net` being what network_fn returns.
     network_fn: network_fn(params, train=..., rng=...) -> net.
     train: dropout on (training) or off (evaluation).
+    parts: see `parted_network` (training only).
   """
   if not train:
     return lambda params, key, batch: loss(network_fn(params, train=False, rng=None), key, batch)
 
   def loss_fn(params, key, batch):
     loss_key, dropout_key = jax.random.split(key)
-    return loss(network_fn(params, train=True, rng=dropout_key), loss_key, batch)
+    return loss(parted_network(network_fn, params, dropout_key, parts), loss_key, batch)
 
   return loss_fn
 
@@ -86,12 +153,11 @@ def accumulated_value_and_grad(loss_fn: LossFn, microbatches: int = 1,
   losses and gradients. For a loss that is a mean over equal parts of the batch
   (every objective here) that is the whole batch's loss and gradient, with other
   random draws (t, z, dropout) of the same law; microbatches=1 is plain
-  value_and_grad with the step's own key. Why: a large per-device batch's
-  activations overflow the CPU's caches, and XLA:CPU's elementwise work and layout
-  copies then run from memory; DDPM++ (nf 32) at batch 64 on the 2-core CPU steps
-  1.11-1.24x faster in 4 parts of 16 (docs/performance.md). On accelerators the
-  parts run in a `lax.scan` (as memory-bound gradient accumulation); on XLA:CPU
-  they are unrolled for the reason in `get_multi_step`.
+  value_and_grad with the step's own key. Why: only one part's activations are alive
+  at a time, for a batch that does not fit in memory whole (for speed on XLA:CPU,
+  `parted_network` splits the network alone and keeps the loss's draws). On
+  accelerators the parts run in a `lax.scan`; on XLA:CPU they are unrolled for the
+  reason in `get_multi_step`.
 
   Returns:
     grad_fn(params, key, batch) -> (loss, grads).

@@ -118,6 +118,7 @@ SCHEMA: dict[str, Number | Choice] = {
     'training.n_iters': COUNT,
     'training.n_jitted_steps': COUNT,
     'training.microbatches': COUNT,
+    'training.network_parts': Int(0, hint='0 means automatic'),
     'training.log_freq': FREQ,
     'training.eval_freq': FREQ,
     'training.snapshot_freq': FREQ,
@@ -338,7 +339,8 @@ def _train(config) -> None:
   train._check_frequencies(config)   # pylint: disable=protected-access
   t = config.training
   import parallel
-  parallel.check_microbatches(t.batch_size, t.get('microbatches', 1), 'training.batch_size')
+  parallel.check_microbatches(t.batch_size, t.get('microbatches', 1), 'training.batch_size',
+                              t.get('network_parts', 0))
   if t.snapshot_sampling and t.get('objective', 'score') == 'score':
     for field in fields_of('sample'):
       check_field(config, field)
@@ -392,6 +394,9 @@ def _dsb(config) -> None:
     raise ConfigError(f'training.microbatches={config.training.microbatches} does not apply '
                       'to --mode dsb (its steps draw dsb.batch_size rows from the cache); '
                       'leave it at 1')
+  import parallel
+  parallel.check_microbatches(config.dsb.batch_size, 1, 'dsb.batch_size',
+                              config.training.get('network_parts', 0))
 
 
 COMBINATIONS: dict[str, tuple[Callable, ...]] = {

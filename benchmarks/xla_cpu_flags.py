@@ -3,6 +3,8 @@
     python benchmarks/xla_cpu_flags.py --out benchmarks/results/xla_cpu_flags.json
     python benchmarks/xla_cpu_flags.py --compare malloc --rounds 3 \
         --out benchmarks/results/xla_cpu_malloc.json
+    python benchmarks/xla_cpu_flags.py --compare network_parts --rounds 3 \
+        --out benchmarks/results/network_parts.json
 
 XLA reads its flags once, at start-up, so each setting runs in its own process,
 alternating (--rounds rounds). Each process times, with CPU time / wall (how many
@@ -14,7 +16,10 @@ Settings: `ynnpack` = SCORE_XLA_CPU_DEFAULTS=0 (jaxlib's own defaults); `project
 = xla_cpu.FLAG. With --compare malloc: `glibc` = SCORE_CPU_MALLOC=0 (glibc's malloc
 defaults, async dispatch) against `project` (xla_cpu.tune_malloc), both without
 LD_PRELOAD, on the train steps only (DDPM++ at batch 16 and 64 too), with kernel time
-and page faults per step. Results and conclusions: docs/performance.md.
+and page faults per step. With --compare network_parts: `whole` =
+training.network_parts=1 against `project` (the default, 0: on XLA:CPU the network in parts
+of 16 32x32x3 images, train_state.parted_network), train steps at batch 32 and 64, with
+peak RSS. Results and conclusions: docs/performance.md.
 """
 import argparse
 import json
@@ -26,11 +31,14 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMPARISONS = {   # name -> {setting: environment}; the ratio printed is first / second
+# name -> {setting: environment (and '_args': extra train_step.py flags)}; ratio first / second
+COMPARISONS = {
     'flags': {'ynnpack': {'SCORE_XLA_CPU_DEFAULTS': '0'},
               'project': {'SCORE_XLA_CPU_DEFAULTS': '1'}},
     'malloc': {'glibc': {'SCORE_CPU_MALLOC': '0', 'LD_PRELOAD': ''},
                'project': {'SCORE_CPU_MALLOC': '1', 'LD_PRELOAD': ''}},
+    'network_parts': {'whole': {'_args': ['--config.training.network_parts=1']},
+                      'project': {'_args': []}},
 }
 CONVS = [(64, 32, 32, 32), (64, 32, 32, 64), (64, 32, 32, 128), (64, 16, 16, 64)]  # B, H, W, C
 MATMULS = [(1024, 1024, 1024), (4096, 64, 256)]
@@ -38,7 +46,9 @@ _UNET = ['--config.model.nf=32', '--config.model.ch_mult=(1,2,2)', '--config.mod
 STEPS = {'flags': [('ddpmpp', 'train', 16), ('ncsnpp', 'train', 16), ('ddpmpp', 'forward', 64),
                    ('ncsnpp', 'forward', 64)],
          'malloc': [('ddpmpp', 'train', 16), ('ddpmpp', 'train', 64), ('ncsnpp', 'train', 16),
-                    ('ddpmpp', 'forward', 64)]}
+                    ('ddpmpp', 'forward', 64)],
+         'network_parts': [('ddpmpp', 'train', 64), ('ncsnpp', 'train', 64),
+                           ('ddpmpp', 'train', 32)]}
 CONFIGS = {'ddpmpp': 'configs/vp/cifar10_ddpmpp_continuous.py',
            'ncsnpp': 'configs/ve/cifar10_ncsnpp_continuous.py'}
 
@@ -89,6 +99,7 @@ def _row_name(row):
 
 
 def _run(env_setting, args):
+  env_setting = {k: v for k, v in env_setting.items() if k != '_args'}
   env = {**os.environ, 'XLA_FLAGS': '', 'JAX_ENABLE_COMPILATION_CACHE': 'false', **env_setting}
   out = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
   return json.loads(out[out.index('{'):])
@@ -111,14 +122,14 @@ def main():
             'cpu_count': os.cpu_count(), 'load_average_start': os.getloadavg(), 'rounds': []}
   for r in range(args.rounds):
     for setting, env in settings.items():
-      entry = {'round': r, 'setting': setting, 'ops': {'rows': []} if args.compare == 'malloc'
+      entry = {'round': r, 'setting': setting, 'ops': {'rows': []} if args.compare != 'flags'
                else _run(env, [sys.executable, __file__, '--worker'])}
       if args.steps:
         entry['steps'] = []
         for model, what, batch in STEPS[args.compare]:
           d = _run(env, [sys.executable, 'benchmarks/train_step.py',
                              f'--config={CONFIGS[model]}', *_UNET, f'--batch_size={batch}',
-                             f'--what={what}', '--steps=3', '--repeats=3'])
+                             f'--what={what}', '--steps=3', '--repeats=3', *env.get('_args', [])])
           entry['steps'].append({'model': model, 'what': what, 'batch': batch,
                                  'seconds': d['seconds_per_step_median'],
                                  'cores_busy': d['cpu_seconds_per_step_median'] /

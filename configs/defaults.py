@@ -18,6 +18,8 @@ def get_default_configs() -> ml_collections.ConfigDict:
   training.n_iters = 1300000
   training.n_jitted_steps = 1         # train steps fused into one jitted call
   training.microbatches = 1           # gradient accumulation: the batch in this many parts (per step)
+  training.network_parts = 0          # network forward/backward in this many parts of its batch;
+                                      # 0: auto (XLA:CPU: parts of 16 32x32x3 images; accelerators: 1)
   training.log_freq = 50
   training.eval_freq = 100
   training.snapshot_freq = 50000      # permanent checkpoint + sample grid

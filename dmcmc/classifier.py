@@ -95,7 +95,8 @@ def loss_fn_from_config(config, sde: sde_lib.SDE, model, *,
     model_fn = mutils.get_model_fn(model, params, train=train, rng=rng)
     return lambda x: model_fn(x, jnp.zeros((x.shape[0],)))
 
-  return train_state.network_loss(get_classifier_loss(config), network_fn, train=train)
+  return train_state.network_loss(get_classifier_loss(config), network_fn, train=train,
+                                  parts=config.training.get('network_parts', 0))
 
 
 def logits_fn_from_model(model, params) -> LogitsFn:

@@ -144,7 +144,8 @@ class IPF:
       return dsb_losses.mean_matching_loss(mean_fn, batch.x, batch.k, batch.target)
 
     # The step's key splits into (minibatch key, dropout key) in network_loss.
-    loss_fn = train_state.network_loss(cache_loss, self.net.mean_fn, train=True)
+    loss_fn = train_state.network_loss(cache_loss, self.net.mean_fn, train=True,
+                                       parts=self.config.training.get('network_parts', 0))
     step = train_state.make_train_step(loss_fn, self.optimizer, m.ema_rate, m.ema_warmup)
     return train_state.get_multi_step(lambda state, _: step(state, cache), self._unroll)(
         state, jnp.arange(n))

@@ -469,6 +469,8 @@ def test_each_class_of_field_refuses_its_bad_values(kind, fields):
     ('dmcmc', {'dmcmc.num_outputs': 100}, ['dmcmc.num_outputs=100', 'n_chains']),
     ('dsb', {'dsb.gamma_min': 0.5, 'dsb.gamma_max': 0.1}, ['dsb.gamma_min=0.5']),
     ('dsb', {'training.microbatches': 2}, ['training.microbatches=2', '--mode dsb']),
+    ('train', {'training.network_parts': 3}, ['training.network_parts=3', 'divisor of 8']),
+    ('dsb', {'training.network_parts': 3}, ['training.network_parts=3', 'dsb.batch_size']),
     ('colorize', {'data.num_channels': 1}, ['num_channels=3']),
 ])
 def test_combinations_are_checked_by_the_mode_entry(mode, overrides, needles):

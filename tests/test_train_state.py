@@ -215,3 +215,102 @@ def test_microbatches_must_divide_the_per_device_batch():
   with pytest.raises(ConfigError, match=r'^training.microbatches=3 does not divide the '
                                         r'per-device batch 8 .*use a divisor of 8$'):
     parallel.check_microbatches(8 * jax.device_count(), 3, 'training.batch_size')
+
+
+# --------------------------------------------------------------------------
+# The network in parts of its batch (training.network_parts).
+# --------------------------------------------------------------------------
+
+def _tiny_image_loss(parts, dropout):
+  """The tiny NCSN++ (GroupNorm, attention, FIR resampling) DSM loss on 8x8x1 digits."""
+  import sde_lib
+  from models import create_model
+  from tests.helpers import host_state
+  config = tiny_config('vpsde', image=True)
+  config.model.dropout = dropout
+  config.training.network_parts = parts
+  sde, _ = sde_lib.get_sde(config)
+  model = create_model(config)
+  params = host_state(config, (8, 8, 1), scale=0.2).params
+  return objectives.train_loss_fn(config, sde, model), params
+
+
+def test_the_parted_network_has_the_whole_networks_loss_and_gradient():
+  # Dropout off, every op per example: the loss of the network in 4 strided parts and its
+  # gradient are the whole network's, with the same (t, z) draws -- only float32
+  # summation order differs (the weight gradients add 4 partial sums). Loss: rtol 1e-5 at
+  # this O(10) value. Gradients, leaf by leaf in norm: 1e-4 relative (the attention's
+  # query weights, 5e-6 in size, are sums with cancellation: 3e-5 measured), plus 1e-7 of
+  # the largest gradient entry for leaves that are zero in exact arithmetic (the
+  # attention's key bias: softmax ignores a shift common to all logits) and hold only
+  # rounding. A part put back on the wrong rows or a missing part is off by O(1).
+  x = jax.random.uniform(jax.random.PRNGKey(3), (16, 8, 8, 1), minval=-1., maxval=1.)
+  key = jax.random.PRNGKey(9)
+  results = {}
+  for parts in (1, 4):
+    loss_fn, params = _tiny_image_loss(parts, dropout=0.)
+    results[parts] = jax.jit(jax.value_and_grad(loss_fn))(params, key, x)
+  (v1, g1), (v4, g4) = results[1], results[4]
+  np.testing.assert_allclose(v4, v1, rtol=1e-5)
+  scale = max(float(jnp.max(jnp.abs(b))) for b in jax.tree.leaves(g1))
+  for a, b in zip(jax.tree.leaves(g4), jax.tree.leaves(g1)):
+    assert np.linalg.norm(a - b) <= 1e-4 * np.linalg.norm(b) + 1e-7 * scale
+
+
+def test_parted_network_puts_each_part_back_on_its_rows_with_fold_in_dropout_keys():
+  # With dropout on, part i is the network at dropout key fold_in(rng, i) on rows i::m
+  # (the contract of parted_network), each output row back in its place; one part is the
+  # whole network with the key unchanged. Identical float32 computations: exact.
+  loss_fn, params = _tiny_image_loss(1, dropout=0.3)
+  del loss_fn
+  import sde_lib
+  from models import create_model
+  from models import utils as mutils
+  config = tiny_config('vpsde', image=True)
+  config.model.dropout = 0.3
+  sde, _ = sde_lib.get_sde(config)
+  model = create_model(config)
+
+  def network_fn(params, *, train, rng):
+    return mutils.score_fn_from_config(config, sde, model, params, train=train, rng=rng)
+
+  x = jax.random.normal(jax.random.PRNGKey(1), (12, 8, 8, 1))
+  t = jnp.linspace(0.1, 0.9, 12)
+  rng = jax.random.PRNGKey(2)
+  got = jax.jit(lambda p, x, t: train_state.parted_network(network_fn, p, rng, 3)(x, t))(
+      params, x, t)
+  for i in range(3):
+    want = jax.jit(lambda p, x, t, i=i: network_fn(
+        p, train=True, rng=jax.random.fold_in(rng, i))(x, t))(params, x[i::3], t[i::3])
+    np.testing.assert_array_equal(got[i::3], want)
+  whole = jax.jit(lambda p, x, t: network_fn(p, train=True, rng=rng)(x, t))(params, x, t)
+  one = jax.jit(lambda p, x, t: train_state.parted_network(network_fn, p, rng, 1)(x, t))(
+      params, x, t)
+  np.testing.assert_array_equal(one, whole)
+  assert not np.allclose(got, whole)   # dropout is on: other masks in the parted net
+
+
+def test_automatic_network_parts(monkeypatch):
+  # XLA:CPU: the fewest parts of <= 16 CIFAR images (49152 values) dividing each device's
+  # share; whole where that would leave parts under 8 images; whole on accelerators.
+  d = jax.device_count()
+  auto = train_state.auto_network_parts
+  assert auto(64 * d, 32 * 32 * 3) == 4
+  assert auto(48 * d, 32 * 32 * 3) == 3
+  assert auto(40 * d, 32 * 32 * 3) == 4         # 3 does not divide 40: 4 parts of 10
+  assert auto(16 * d, 32 * 32 * 3) == 1
+  assert auto(68 * d, 32 * 32 * 3) == 1         # 17 parts of 4 would be too small
+  assert auto(64 * d, 8 * 8 * 1) == 1           # digits: parts of up to 768 rows
+  assert auto(64 * d, 64 * 64 * 3) == 16        # parts of 4 64x64 images
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  assert auto(64 * d, 32 * 32 * 3) == 1
+
+
+def test_network_parts_must_divide_each_microbatch():
+  import parallel
+  from errors import ConfigError
+  d = jax.device_count()
+  parallel.check_microbatches(16 * d, 2, 'training.batch_size', network_parts=4)
+  with pytest.raises(ConfigError, match=r'^training.network_parts=3 does not divide the 8 '
+                                        r'rows per device .*use a divisor of 8, or 0'):
+    parallel.check_microbatches(16 * d, 2, 'training.batch_size', network_parts=3)
