@@ -261,15 +261,15 @@ def test_parted_network_puts_each_part_back_on_its_rows_with_fold_in_dropout_key
   # With dropout on, part i is the network at dropout key fold_in(rng, i) on rows i::m
   # (the contract of parted_network), each output row back in its place; one part is the
   # whole network with the key unchanged. Identical float32 computations: exact.
-  loss_fn, params = _tiny_image_loss(1, dropout=0.3)
-  del loss_fn
   import sde_lib
   from models import create_model
   from models import utils as mutils
+  from tests.helpers import host_state
   config = tiny_config('vpsde', image=True)
   config.model.dropout = 0.3
   sde, _ = sde_lib.get_sde(config)
   model = create_model(config)
+  params = host_state(config, (8, 8, 1), scale=0.2).params
 
   def network_fn(params, *, train, rng):
     return mutils.score_fn_from_config(config, sde, model, params, train=train, rng=rng)
