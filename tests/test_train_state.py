@@ -221,8 +221,9 @@ def test_microbatches_must_divide_the_per_device_batch():
 # The network in parts of its batch (training.network_parts).
 # --------------------------------------------------------------------------
 
-def _tiny_image_loss(parts, dropout):
-  """The tiny NCSN++ (GroupNorm, attention, FIR resampling) DSM loss on 8x8x1 digits."""
+def _tiny_image(dropout, parts=0):
+  """The tiny NCSN++ (GroupNorm, attention, FIR resampling) on 8x8x1 digits:
+  (config, sde, model, params)."""
   import sde_lib
   from models import create_model
   from tests.helpers import host_state
@@ -231,8 +232,7 @@ def _tiny_image_loss(parts, dropout):
   config.training.network_parts = parts
   sde, _ = sde_lib.get_sde(config)
   model = create_model(config)
-  params = host_state(config, (8, 8, 1), scale=0.2).params
-  return objectives.train_loss_fn(config, sde, model), params
+  return config, sde, model, host_state(config, (8, 8, 1), scale=0.2).params
 
 
 def test_the_parted_network_has_the_whole_networks_loss_and_gradient():
@@ -248,7 +248,8 @@ def test_the_parted_network_has_the_whole_networks_loss_and_gradient():
   key = jax.random.PRNGKey(9)
   results = {}
   for parts in (1, 4):
-    loss_fn, params = _tiny_image_loss(parts, dropout=0.)
+    config, sde, model, params = _tiny_image(dropout=0., parts=parts)
+    loss_fn = objectives.train_loss_fn(config, sde, model)
     results[parts] = jax.jit(jax.value_and_grad(loss_fn))(params, key, x)
   (v1, g1), (v4, g4) = results[1], results[4]
   np.testing.assert_allclose(v4, v1, rtol=1e-5)
@@ -261,15 +262,8 @@ def test_parted_network_puts_each_part_back_on_its_rows_with_fold_in_dropout_key
   # With dropout on, part i is the network at dropout key fold_in(rng, i) on rows i::m
   # (the contract of parted_network), each output row back in its place; one part is the
   # whole network with the key unchanged. Identical float32 computations: exact.
-  import sde_lib
-  from models import create_model
   from models import utils as mutils
-  from tests.helpers import host_state
-  config = tiny_config('vpsde', image=True)
-  config.model.dropout = 0.3
-  sde, _ = sde_lib.get_sde(config)
-  model = create_model(config)
-  params = host_state(config, (8, 8, 1), scale=0.2).params
+  config, sde, model, params = _tiny_image(dropout=0.3)
 
   def network_fn(params, *, train, rng):
     return mutils.score_fn_from_config(config, sde, model, params, train=train, rng=rng)
