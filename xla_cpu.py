@@ -39,7 +39,8 @@ let the main arena grow by brk instead of mmap and keep its top between calls
 (mallopt M_MMAP_MAX = 0, M_TRIM_THRESHOLD = 2 GiB - 1). Faults per step fall to
 10-200 and the step runs about as fast as under tcmalloc (docs/performance.md). The cost:
 freed memory up to 2 GiB stays with the process for its next call, as tcmalloc
-keeps it too. SCORE_CPU_MALLOC=0 (or SCORE_XLA_CPU_DEFAULTS=0) keeps glibc's
+keeps it too, and the first few calls may each grow the heap by a temporary before its
+layout settles (small allocations carved out of a freed temporary). SCORE_CPU_MALLOC=0 (or SCORE_XLA_CPU_DEFAULTS=0) keeps glibc's
 defaults and async dispatch. Like the flag, this must happen before the backend starts.
 """
 import ctypes
