@@ -5,6 +5,8 @@
         --out benchmarks/results/xla_cpu_malloc.json
     python benchmarks/xla_cpu_flags.py --compare network_parts --rounds 3 \
         --out benchmarks/results/network_parts.json
+    python benchmarks/xla_cpu_flags.py --compare revision --base HEAD~1 --rounds 3 \
+        --out benchmarks/results/revision_ab.json
 
 XLA reads its flags once, at start-up, so each setting runs in its own process,
 alternating (--rounds rounds). Each process times, with CPU time / wall (how many
@@ -19,19 +21,24 @@ LD_PRELOAD, on the train steps only (DDPM++ at batch 16 and 64 too), with kernel
 and page faults per step. With --compare network_parts: `whole` =
 training.network_parts=1 against `project` (the default, 0: on XLA:CPU the network in parts
 of 16 32x32x3 images, train_state.parted_network), train steps at batch 32 and 64, with
-peak RSS. Results and conclusions: docs/performance.md.
+peak RSS. With --compare revision: `base` = the code of git revision --base (checked out
+into a temporary worktree) against `project` = this working tree, same settings, on the
+forward passes at batch 64 and the DDPM++ train step at batch 16 and 64. Results and
+conclusions: docs/performance.md.
 """
 import argparse
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# name -> {setting: environment (and '_args': extra train_step.py flags)}; ratio first / second
+# name -> {setting: environment (and '_args': extra train_step.py flags, '_cwd': the tree to
+# run it from, set by --compare revision)}; ratio first / second
 COMPARISONS = {
     'flags': {'ynnpack': {'SCORE_XLA_CPU_DEFAULTS': '0'},
               'project': {'SCORE_XLA_CPU_DEFAULTS': '1'}},
@@ -39,6 +46,7 @@ COMPARISONS = {
                'project': {'SCORE_CPU_MALLOC': '1', 'LD_PRELOAD': ''}},
     'network_parts': {'whole': {'_args': ['--config.training.network_parts=1']},
                       'project': {'_args': []}},
+    'revision': {'base': {}, 'project': {}},
 }
 CONVS = [(64, 32, 32, 32), (64, 32, 32, 64), (64, 32, 32, 128), (64, 16, 16, 64)]  # B, H, W, C
 MATMULS = [(1024, 1024, 1024), (4096, 64, 256)]
@@ -48,7 +56,9 @@ STEPS = {'flags': [('ddpmpp', 'train', 16), ('ncsnpp', 'train', 16), ('ddpmpp', 
          'malloc': [('ddpmpp', 'train', 16), ('ddpmpp', 'train', 64), ('ncsnpp', 'train', 16),
                     ('ddpmpp', 'forward', 64)],
          'network_parts': [('ddpmpp', 'train', 64), ('ncsnpp', 'train', 64),
-                           ('ddpmpp', 'train', 32)]}
+                           ('ddpmpp', 'train', 32)],
+         'revision': [('ddpmpp', 'forward', 64), ('ncsnpp', 'forward', 64),
+                      ('ddpmpp', 'train', 16), ('ddpmpp', 'train', 64)]}
 CONFIGS = {'ddpmpp': 'configs/vp/cifar10_ddpmpp_continuous.py',
            'ncsnpp': 'configs/ve/cifar10_ncsnpp_continuous.py'}
 
@@ -99,9 +109,10 @@ def _row_name(row):
 
 
 def _run(env_setting, args):
-  env_setting = {k: v for k, v in env_setting.items() if k != '_args'}
+  cwd = env_setting.get('_cwd', ROOT)
+  env_setting = {k: v for k, v in env_setting.items() if not k.startswith('_')}
   env = {**os.environ, 'XLA_FLAGS': '', 'JAX_ENABLE_COMPILATION_CACHE': 'false', **env_setting}
-  out = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+  out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=True).stdout
   return json.loads(out[out.index('{'):])
 
 
@@ -109,6 +120,8 @@ def main():
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('--compare', default='flags', choices=sorted(COMPARISONS))
   p.add_argument('--rounds', type=int, default=2)
+  p.add_argument('--base', default='HEAD', help='with --compare revision: the git revision to '
+                 'compare this working tree against')
   p.add_argument('--steps', action=argparse.BooleanOptionalAction, default=True,
                  help='also time the train steps and forward passes (about 6 min more)')
   p.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
@@ -117,9 +130,27 @@ def main():
   if args.worker:
     return worker()
   settings = COMPARISONS[args.compare]
-  first, second = settings
   result = {'benchmark': 'xla_cpu_flags', 'compare': args.compare, 'date_utc': time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime()),
             'cpu_count': os.cpu_count(), 'load_average_start': os.getloadavg(), 'rounds': []}
+  if args.compare == 'revision':
+    with tempfile.TemporaryDirectory() as tmp:
+      base = os.path.join(tmp, 'base')
+      git = lambda *a: subprocess.run(['git', *a], cwd=ROOT, check=True, capture_output=True,  # noqa: E731
+                                      text=True).stdout.strip()
+      git('worktree', 'add', '--detach', base, args.base)
+      try:
+        result['revisions'] = {'base': git('rev-parse', args.base),
+                               'project': git('rev-parse', 'HEAD') + (
+                                   ' + uncommitted changes' if git('status', '--porcelain') else '')}
+        settings = {'base': {'_cwd': base}, 'project': {}}
+        return _compare(args, settings, result)
+      finally:
+        git('worktree', 'remove', '--force', base)
+  return _compare(args, settings, result)
+
+
+def _compare(args, settings, result):
+  first, second = settings
   for r in range(args.rounds):
     for setting, env in settings.items():
       entry = {'round': r, 'setting': setting, 'ops': {'rows': []} if args.compare != 'flags'

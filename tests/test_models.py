@@ -126,6 +126,51 @@ def test_attention_starts_near_identity_and_mixes_pixels():
   assert not np.allclose(out[:, 0, 0], out2[:, 0, 0])
 
 
+def _attention_by_definition(params, x, skip_rescale, softmax, xp=np):
+  """AttnBlock written out: GroupNorm, q/k/v NINs, softmax(q k^T / sqrt(C)) v, output NIN
+  (in NumPy, or in JAX with xp=jnp)."""
+  p = params['params']
+  b, height, width, c = x.shape
+  g = min(c // 4, 32)
+  xg = x.reshape(b, -1, g, c // g)
+  h = (xg - xg.mean((1, 3), keepdims=True)) / xp.sqrt(xg.var((1, 3), keepdims=True) + 1e-6)
+  h = h.reshape(b, -1, c) * p['GroupNorm_0']['scale'] + p['GroupNorm_0']['bias']
+  nin = lambda i, t: t @ p[f'NIN_{i}']['W'] + p[f'NIN_{i}']['b']  # noqa: E731
+  w = softmax(xp.einsum('bqc,bkc->bqk', nin(0, h), nin(1, h)) / np.sqrt(c))
+  out = x + nin(3, xp.einsum('bqk,bkc->bqc', w, nin(2, h))).reshape(x.shape)
+  return out / np.sqrt(2.) if skip_rescale else out
+
+
+@pytest.mark.parametrize('skip_rescale', [False, True])
+def test_attention_is_softmax_attention_by_its_definition(skip_rescale):
+  # The block normalises the softmax after its product with v (models/layers.py); the
+  # definition normalises the weights. Value: against float64 NumPy, float32 rounding
+  # (1e-5 of the output's scale). Gradient: against jax.nn.softmax in the same float32
+  # JAX; a wrong stop_gradient on the max would show as an O(1) difference.
+  x = 2. * images(channels=8)
+  attn = layers.AttnBlock(init_scale=1., skip_rescale=skip_rescale)
+  params, out = init(attn, x)
+
+  def softmax64(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+  p64 = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+  want = _attention_by_definition(p64, np.asarray(x, np.float64), skip_rescale, softmax64)
+  np.testing.assert_allclose(out, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+  cot = images(channels=8, seed=2)
+  loss = lambda f: lambda p, x: jnp.sum(f(p, x) * cot)  # noqa: E731
+  by_def = functools.partial(_attention_by_definition, skip_rescale=skip_rescale,
+                             softmax=functools.partial(jax.nn.softmax, axis=-1), xp=jnp)
+  got = cheap_jit(jax.grad(loss(attn.apply), argnums=(0, 1)))(params, x)
+  ref = cheap_jit(jax.grad(loss(by_def), argnums=(0, 1)))(params, x)
+  # One scale for all leaves: the key bias's gradient is zero in exact arithmetic (softmax
+  # ignores a shift shared by all keys), so its own scale is rounding noise.
+  scale = max(float(np.abs(r).max()) for r in jax.tree.leaves(ref))
+  for a, r in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):
+    np.testing.assert_allclose(a, r, rtol=0, atol=2e-5 * scale)
+
+
 def test_resampling():
   x = images(channels=4)
   np.testing.assert_allclose(layers.naive_downsample(x)[:, 1, 2],
