@@ -4,6 +4,8 @@
         --out benchmarks/results/weight_grad_ddpmpp_b16.json
     python benchmarks/weight_grad.py --change dropout --batch 16 \
         --out benchmarks/results/dropout_layout_ddpmpp_b16.json
+    python benchmarks/weight_grad.py --change materialize --batch 16 \
+        --out benchmarks/results/materialize_ddpmpp_b16.json
 
 Builds the side-by-side benchmark's train step (benchmarks/versus_reference.py's row:
 nf 32, ch_mult (1, 2, 2), 2 res blocks, 32x32x3) twice in one process: as the models
@@ -14,7 +16,8 @@ Both start from the same state and batch, so their first losses must be equal; t
 variant that ran first in each window a 5-10% handicap), medians. The difference is only in how XLA
 lays out the weight gradients (models/weight_grad.py explains why). With `--change
 dropout` the two steps differ only in the dropout mask's threefry layout
-(`layers.dropout` against flax's `nn.Dropout` as is). Results: docs/performance.md.
+(`layers.dropout` against flax's `nn.Dropout` as is); with `--change materialize`, only in
+whether the residual sums go through `weight_grad.materialize`. Results: docs/performance.md.
 """
 import argparse
 import contextlib
@@ -54,7 +57,8 @@ def main():
   p.add_argument('--model', default='ddpmpp', choices=['ddpmpp', 'ncsnpp'])
   p.add_argument('--batch', type=int, default=16)
   p.add_argument('--windows', type=int, default=10)
-  p.add_argument('--change', default='weight_grad', choices=['weight_grad', 'dropout'])
+  p.add_argument('--change', default='weight_grad',
+                 choices=['weight_grad', 'dropout', 'materialize'])
   p.add_argument('--order', default='plain,change',
                  help='build order (the timing order alternates every window)')
   p.add_argument('--out', default=None)
@@ -62,7 +66,9 @@ def main():
   row = next(r for r in versus_reference.all_rows()
              if r['model'] == args.model and r['kind'] == 'train')
   steps = {}
-  plain = {'weight_grad': weight_grad.plain_lax_ops, 'dropout': flax_dropout}[args.change]
+  plain = {'weight_grad': lambda: weight_grad.plain_lax_ops(('dense', 'conv_general_dilated')),
+           'dropout': flax_dropout,
+           'materialize': lambda: weight_grad.plain_lax_ops(('materialize',))}[args.change]
   contexts = {args.change: contextlib.nullcontext, 'plain': plain}
   for name in args.order.replace('change', args.change).split(','):
     ctx = contexts[name]
@@ -73,14 +79,16 @@ def main():
   first = {name: float(run()) for name, run in steps.items()}
   calls = max(1, 64 // args.batch)
   times = {name: [] for name in steps}
+  cpu = {name: [] for name in steps}   # CPU seconds: the work done, less noisy than wall time
   load_before = os.getloadavg()
   for w in range(args.windows):
     # ABBA: the order flips every window, so that neither side always runs first.
     for name, run in (list(steps.items()) if w % 2 == 0 else list(steps.items())[::-1]):
-      tic = time.perf_counter()
+      tic, cpu_tic = time.perf_counter(), time.process_time()
       for _ in range(calls):
         run()
       times[name].append((time.perf_counter() - tic) / calls)
+      cpu[name].append((time.process_time() - cpu_tic) / calls)
     print(f'window {w + 1}/{args.windows}: ' + ', '.join(
         f'{n} {t[-1]:.3f} s' for n, t in times.items()), file=sys.stderr, flush=True)
   med = {name: float(np.median(t)) for name, t in times.items()}
@@ -94,6 +102,7 @@ def main():
       'first_loss': first, 'calls_per_window': calls,
       'seconds_per_step_all': times, 'seconds_per_step_median': med,
       'speedup_plain_over_change': med['plain'] / med[args.change],
+      'cpu_seconds_per_step_median': {name: float(np.median(t)) for name, t in cpu.items()},
       'windows_change_faster': int(sum(
           a < b for a, b in zip(times[args.change], times['plain']))),
   }

@@ -102,9 +102,10 @@ def dense(features: int, init_scale: float = 1.) -> nn.Dense:
 def skip_sum(x: jax.Array, h: jax.Array, skip_rescale: bool) -> jax.Array:
   """Residual sum; with `skip_rescale`, divided by sqrt(2) to keep the variance.
 
-  Song et al. 2021, App. H ("rescaling skip connections by 1/sqrt(2)").
+  Song et al. 2021, App. H ("rescaling skip connections by 1/sqrt(2)"). The sum is
+  materialised on XLA:CPU, so that later blocks do not recompute it (weight_grad.py).
   """
-  return (x + h) / np.sqrt(2.) if skip_rescale else x + h
+  return weight_grad.materialize((x + h) / np.sqrt(2.) if skip_rescale else x + h)
 
 
 # --------------------------------------------------------------------------

@@ -33,6 +33,14 @@ at batch 16 and 1.04x at batch 64; the two attention-block copies disappear from
 Only on XLA:CPU: elsewhere (GPU, TPU) `dense` and `conv_general_dilated` are the plain
 lax ops, since cuDNN and the TPU compiler take the weight gradient's operands in their
 own layouts and the forward-pass transpose would be wasted work.
+
+`materialize` (used on every residual sum, `layers.skip_sum`) deals with the rest of the
+same fusion problem: XLA:CPU copies an elementwise producer into each of its consumers,
+and a U-Net's residual stream, in either pass, is a chain of elementwise sums. So every
+consumer of a block's output or cotangent -- GroupNorm's sums, the transposes feeding
+weight gradients, the next block -- recomputed the sums of all blocks before it at that
+resolution (fusions of up to 77 operands in the DDPM++ step at batch 16). Written to a
+buffer of its own at each sum, the step spends 10% less CPU time (docs/performance.md).
 """
 import contextlib
 import functools
@@ -61,6 +69,22 @@ def _add(a, b):
 def _on_cpu() -> bool:
   """Whether the computation being traced runs on XLA:CPU (the one mesh's backend)."""
   return jax.default_backend() == 'cpu'
+
+
+def materialize(x: jax.Array) -> jax.Array:
+  """x itself; on XLA:CPU written to a buffer of its own, and so is its cotangent.
+
+  XLA drops `optimization_barrier` before fusion, so the barrier here is a conditional,
+  which its fusion pass does not cross; its simplifier would turn a conditional of two
+  trivial branches into a select, so one branch holds the (otherwise removed) barrier.
+  Both branches are the identity, so the predicate's value does not matter. JAX
+  differentiates `cond` branch-wise: the JVP and the transpose are conditionals of the
+  same form, so tangents and cotangents are materialised too. Not on GPU/TPU, where a
+  conditional costs a host round-trip for its predicate and fusion is their strength.
+  """
+  if not _on_cpu():
+    return x
+  return lax.cond(x.reshape(-1)[0] > 0, lambda y: y, lax.optimization_barrier, x)
 
 
 def dense(x: jax.Array, w: jax.Array) -> jax.Array:
@@ -138,18 +162,21 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding
 
 
 @contextlib.contextmanager
-def plain_lax_ops():
-  """Within this block, `dense` and `conv_general_dilated` are the plain lax ops.
+def plain_lax_ops(which=('dense', 'conv_general_dilated', 'materialize')):
+  """Within this block, the functions named in `which` are the plain lax ops.
 
   For A/B comparisons (benchmarks/weight_grad.py, tests): the models look these up
   when they are traced, so a function traced inside the block uses plain
-  `jnp.tensordot` / `lax.conv_general_dilated` and autodiff's usual weight gradients.
+  `jnp.tensordot` / `lax.conv_general_dilated` and autodiff's usual weight gradients,
+  and `materialize` is the identity.
   """
-  global dense, conv_general_dilated
-  saved = dense, conv_general_dilated
-  dense = lambda x, w: jnp.tensordot(x, w, axes=1)  # noqa: E731
-  conv_general_dilated = lax.conv_general_dilated
+  plain = {'dense': lambda x, w: jnp.tensordot(x, w, axes=1),
+           'conv_general_dilated': lax.conv_general_dilated,
+           'materialize': lambda x: x}
+  module = globals()
+  saved = {name: module[name] for name in which}
+  module.update({name: plain[name] for name in which})
   try:
     yield
   finally:
-    dense, conv_general_dilated = saved
+    module.update(saved)

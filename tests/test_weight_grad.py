@@ -4,7 +4,8 @@ All in float64, where the two sides are the same sums in another order: agreemen
 1e-12 of the largest value (rounding is ~1e-16 per term); a wrong transpose, tap or
 padding is O(1). Training uses the VJP with respect to both arguments, the likelihood's
 divergence the JVP with respect to the input, and the custom rule has separate branches
-for each tangent, so each combination is checked.
+for each tangent, so each combination is checked. `materialize` is checked to be the
+identity exactly, and to survive XLA:CPU's compilation as one conditional per residual sum.
 """
 import functools
 
@@ -136,12 +137,71 @@ def test_network_gradients_equal_those_of_plain_lax_ops(fields):
 
   plain_loss = lambda p: loss(p)  # noqa: E731
   with weight_grad.plain_lax_ops():
-    assert 'custom_jvp_call' not in str(jax.make_jaxpr(plain_loss)(params))
+    plain_jaxpr = str(jax.make_jaxpr(plain_loss)(params))
+    assert 'custom_jvp_call' not in plain_jaxpr and 'cond[' not in plain_jaxpr
     want_loss, want = jax.jit(jax.value_and_grad(plain_loss))(params)
-  assert 'custom_jvp_call' in str(jax.make_jaxpr(loss)(params))
+  wired = str(jax.make_jaxpr(loss)(params))
+  assert 'custom_jvp_call' in wired and 'cond[' in wired   # weight_grad's ops, materialize
   got_loss, got = jax.jit(jax.value_and_grad(loss))(params)
   np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5)
+  # Some gradients are zero in exact arithmetic (the attention key's bias: softmax is
+  # invariant to q.b, constant over the keys); both sides then hold rounding noise of the
+  # gradient's overall scale (~1e-13 here), so the floor is float32's epsilon times the
+  # largest gradient of the network.
+  floor = 1.2e-7 * max(float(jnp.max(jnp.abs(b))) for b in jax.tree_util.tree_leaves(want))
   leaves = zip(jax.tree_util.tree_leaves_with_path(got), jax.tree_util.tree_leaves(want))
   for (path, a), b in leaves:
-    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * float(jnp.max(jnp.abs(b))) + 1e-12,
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * float(jnp.max(jnp.abs(b))) + floor,
                                err_msg=jax.tree_util.keystr(path))
+
+
+def _residual_chain(x, ws, barrier):
+  """Six residual blocks h <- (h + conv(swish(h))) / sqrt(2), each sum through `barrier`."""
+  h = x
+  for w in ws:
+    c = jax.lax.conv_general_dilated(jax.nn.silu(h), w, (1, 1), 'SAME', dimension_numbers=NHWC)
+    h = barrier((h + c) / np.sqrt(2.))
+  return jnp.sum(h ** 2)
+
+
+def test_materialize_is_the_identity_in_value_jvp_and_vjp():
+  # Exactly: both branches of its conditional are the identity, whatever the predicate
+  # (x[0] > 0 is false for the second input, and NaN takes the same branch).
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 4, 3))
+  for v in (x, -x, x.at[0, 0, 0, 0].set(jnp.nan)):
+    y, y_dot = jax.jvp(weight_grad.materialize, (v,), (2 * v,))
+    y2, vjp = jax.vjp(weight_grad.materialize, v)
+    np.testing.assert_array_equal(y, v)
+    np.testing.assert_array_equal(y2, v)
+    np.testing.assert_array_equal(y_dot, 2 * v)
+    np.testing.assert_array_equal(vjp(3 * v)[0], 3 * v)
+
+
+def test_materialize_keeps_residual_sums_out_of_their_consumers_fusions():
+  # The point of materialize: XLA:CPU keeps one conditional per residual sum in the
+  # forward pass and per cotangent in the backward pass (6 + 6 here), so no fusion
+  # recomputes the chain of earlier sums; without it, the backward's fusions take up to
+  # 21 operands in this 6-block chain (77 in the DDPM++ step). The gradients are the same
+  # up to float32 rounding in another summation order.
+  x = jax.random.normal(jax.random.PRNGKey(1), (4, 16, 16, 8))
+  ws = [0.05 * jax.random.normal(jax.random.PRNGKey(2 + i), (3, 3, 8, 8)) for i in range(6)]
+
+  def compiled(barrier):
+    grad = jax.jit(jax.grad(lambda x, ws: _residual_chain(x, ws, barrier), argnums=(0, 1)))
+    text = grad.lower(x, ws).compile().as_text()
+    operands = [line.count('%') for line in text.splitlines() if ' fusion(' in line]
+    return grad(x, ws), text.count(' conditional('), max(operands)
+
+  want, plain_conds, plain_operands = compiled(lambda h: h)
+  got, conds, operands = compiled(weight_grad.materialize)
+  assert plain_conds == 0 and conds == 12
+  assert operands <= 8 < plain_operands
+  for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * float(jnp.max(jnp.abs(b))))
+
+
+def test_materialize_is_plain_off_cpu(monkeypatch):
+  monkeypatch.setattr(weight_grad, '_on_cpu', lambda: False)
+  x = jnp.ones((2, 3))
+  assert 'cond' not in str(jax.make_jaxpr(jax.grad(
+      lambda x: jnp.sum(weight_grad.materialize(x) ** 2)))(x))
