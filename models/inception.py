@@ -34,6 +34,7 @@ import numpy as np
 from flax import traverse_util
 
 from errors import CheckpointError
+from models.pooling import separable_pool
 
 INPUT_SIZE = 299
 NUM_FEATURES = 2048       # pool3
@@ -59,14 +60,21 @@ class BasicConv(nn.Module):
     return nn.relu(x)
 
 
+# The pools run as two 1-D windows each (models/pooling.py): the same max, the same
+# mean to float32 rounding; Inception's forward pass at batch 16 is 5% faster on XLA:CPU
+# (benchmarks/pooling.py).
 def _avg_pool_3x3(x):
   # TensorFlow's average pool divides by the number of real (unpadded) pixels.
-  return nn.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)),
-                     count_include_pad=False)
+  return separable_pool(nn.avg_pool, x, (3, 3), padding=((1, 1), (1, 1)),
+                        count_include_pad=False)
+
+
+def _max_pool_3x3(x, stride=1, padding=((1, 1), (1, 1))):
+  return separable_pool(nn.max_pool, x, (3, 3), strides=(stride, stride), padding=padding)
 
 
 def _max_pool_3x3_s2(x):
-  return nn.max_pool(x, (3, 3), strides=(2, 2), padding='VALID')
+  return _max_pool_3x3(x, stride=2, padding='VALID')
 
 
 class InceptionA(nn.Module):
@@ -144,7 +152,7 @@ class InceptionE(nn.Module):
         BasicConv(384, (1, 3), padding=(0, 1), name='branch3x3dbl_3a')(bd),
         BasicConv(384, (3, 1), padding=(1, 0), name='branch3x3dbl_3b')(bd)], -1)
     if self.max_pool:
-      pooled = nn.max_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)))
+      pooled = _max_pool_3x3(x)
     else:
       pooled = _avg_pool_3x3(x)
     bp = BasicConv(192, (1, 1), name='branch_pool')(pooled)

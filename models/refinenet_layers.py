@@ -11,13 +11,14 @@ it is False.
 
 Arrays are NHWC: [B, H, W, C].
 """
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from models import layers
+from models import layers, weight_grad
+from models.pooling import separable_pool
 from models.normalization import CondInstanceNormPlus, InstanceNormPlus
 
 
@@ -28,11 +29,16 @@ def _pytorch_uniform(fan_in_scale: float = 1.):
 
 def ncsn_conv(features: int, kernel: int = 3, dilation: int = 1,
               bias: bool = True) -> nn.Conv:
-  """NCSN's 'SAME' convolution (3x3 by default), optionally dilated."""
+  """NCSN's 'SAME' convolution (3x3 by default), optionally dilated.
+
+  Undilated ones take weight_grad's weight gradient on XLA:CPU (models/weight_grad.py),
+  dilated ones are plain lax convolutions.
+  """
   return nn.Conv(features, (kernel, kernel), padding='SAME',
                  kernel_dilation=(dilation, dilation), use_bias=bias,
                  kernel_init=_pytorch_uniform(),
-                 bias_init=jax.nn.initializers.zeros)
+                 bias_init=jax.nn.initializers.zeros,
+                 conv_general_dilated=weight_grad.conv_general_dilated)
 
 
 def mean_pool(x: jax.Array) -> jax.Array:
@@ -126,7 +132,7 @@ class ResidualBlock(nn.Module):
         shortcut = x
       else:
         shortcut = ncsn_conv(out, kernel=3 if dil > 1 else 1, dilation=dil)(x)
-    return h + shortcut
+    return layers.skip_sum(shortcut, h, skip_rescale=False)
 
 
 class RCUBlock(nn.Module):
@@ -148,8 +154,17 @@ class RCUBlock(nn.Module):
         if self.conditional:
           x = Norm(True, self.num_classes, self.unbiased)(x, y)
         x = ncsn_conv(self.features, bias=False)(act(x))
-      x = x + residual
+      x = layers.skip_sum(residual, x, skip_rescale=False)
     return x
+
+
+def pool_5x5(pool: Callable, x: jax.Array) -> jax.Array:
+  """CRP's 5x5, stride-1 'SAME' pool (nn.max_pool or nn.avg_pool), in two 1-D passes.
+
+  The mean counts the padding, as torch's AvgPool2d does. models/pooling.py says why
+  two passes, and what they change (nothing in the value of the max).
+  """
+  return separable_pool(pool, x, (5, 5), padding='SAME')
 
 
 class CRPBlock(nn.Module):
@@ -170,12 +185,11 @@ class CRPBlock(nn.Module):
     path = x
     for _ in range(self.n_stages):
       if self.conditional:
-        path = Norm(True, self.num_classes, self.unbiased)(path, y)
-        path = nn.avg_pool(path, (5, 5), strides=(1, 1), padding='SAME')
+        path = pool_5x5(nn.avg_pool, Norm(True, self.num_classes, self.unbiased)(path, y))
       else:
-        path = nn.max_pool(path, (5, 5), strides=(1, 1), padding='SAME')
+        path = pool_5x5(nn.max_pool, path)
       path = ncsn_conv(self.features, bias=False)(path)
-      x = path + x
+      x = layers.skip_sum(x, path, skip_rescale=False)
     return x
 
 

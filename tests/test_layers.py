@@ -207,3 +207,65 @@ def test_upsampling_layers_equal_upsample_then_conv():
   want = (conv(h, p['Conv_1']) + conv(x, p['Conv_2'], upsampled=True)) / np.sqrt(2.)
   assert out.shape == (2, 16, 16, 6)
   np.testing.assert_allclose(out, want, atol=1e-5 * float(jnp.max(jnp.abs(want))))
+
+
+# ------------------------------------------- pooling in two 1-D passes ---
+
+
+_POOL_CASES = {   # (pool, window, strides, padding, kwargs)
+    'crp_max': ('max', (5, 5), (1, 1), 'SAME', {}),           # NCSNv2's CRP
+    'crp_avg': ('avg', (5, 5), (1, 1), 'SAME', {}),           # NCSN v1's CRP (counts the padding)
+    'inception_avg': ('avg', (3, 3), (1, 1), ((1, 1), (1, 1)), {'count_include_pad': False}),
+    'inception_max_s2': ('max', (3, 3), (2, 2), 'VALID', {}),
+    'inception_max_pad': ('max', (3, 3), (1, 1), ((1, 1), (1, 1)), {}),
+}
+
+
+@pytest.mark.parametrize('case', list(_POOL_CASES))
+def test_pool_in_two_passes_equals_the_2d_pool(case):
+  # models/pooling.separable_pool (a kh x 1 then a 1 x kw window) against one kh x kw
+  # window, on odd sizes so that padding and strides reach the edges. A max over a
+  # rectangle is a max of maxes, so its value is bitwise equal; the mean's is equal to
+  # float32 rounding (two divisions against one, sums in another order: ~1e-7 of the
+  # values' scale). Gradients (through sin, so that each output's cotangent differs):
+  # each input's gradient sums the cotangents of the windows that pick it (max; random
+  # normal input has no ties) or a share of those it is in (mean), in another order:
+  # equal to 1e-6 of the gradient's scale. A wrong size, padding, stride or axis moves
+  # values by O(1).
+  import flax.linen as nn
+  from models.pooling import separable_pool
+  kind, window, strides, padding, kwargs = _POOL_CASES[case]
+  fn = {'max': nn.max_pool, 'avg': nn.avg_pool}[kind]
+  x = jax.random.normal(jax.random.PRNGKey(3), (2, 9, 7, 3))
+  two_pass = lambda x: separable_pool(fn, x, window, strides, padding, **kwargs)  # noqa: E731
+  one_pass = lambda x: fn(x, window, strides=strides, padding=padding, **kwargs)  # noqa: E731
+  got, want = two_pass(x), one_pass(x)
+  assert got.shape == want.shape
+  if kind == 'max':
+    np.testing.assert_array_equal(got, want)
+  else:
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    # The corner's window holds 3 x 3 real pixels (crp: of 25, the padding counted;
+    # inception: of 4, the padding not counted, as TensorFlow's average pool).
+    n = 3 if case == 'crp_avg' else 2
+    np.testing.assert_allclose(
+        want[0, 0, 0], jnp.sum(x[0, :n, :n], (0, 1)) / (25. if case == 'crp_avg' else 4.),
+        atol=1e-6)
+  loss = lambda f: (lambda x: jnp.sum(jnp.sin(3. * f(x))))  # noqa: E731
+  g_got, g_want = jax.grad(loss(two_pass))(x), jax.grad(loss(one_pass))(x)
+  scale = float(jnp.max(jnp.abs(g_want)))
+  assert scale > 0.3
+  np.testing.assert_allclose(g_got, g_want, rtol=0, atol=1e-6 * scale)
+  # Forward mode too (the likelihood's JVPs).
+  t = jax.random.normal(jax.random.PRNGKey(4), x.shape)
+  np.testing.assert_allclose(jax.jvp(two_pass, (x,), (t,))[1], jax.jvp(one_pass, (x,), (t,))[1],
+                             rtol=0, atol=1e-6)
+
+
+def test_crp_pools_in_two_passes():
+  # The CRP blocks' pool is the separable one (what the benchmark's --change pooling swaps).
+  import flax.linen as nn
+  from models import refinenet_layers
+  x = jax.random.normal(jax.random.PRNGKey(5), (1, 6, 6, 2))
+  jaxpr = str(jax.make_jaxpr(lambda x: refinenet_layers.pool_5x5(nn.max_pool, x))(x))
+  assert jaxpr.count('reduce_window_max') == 2 and 'window_dimensions=(1, 5, 1, 1)' in jaxpr

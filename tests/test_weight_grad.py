@@ -114,14 +114,24 @@ def test_weight_tangent_is_only_built_when_the_weights_are_differentiated():
   assert 'transpose[permutation=(3, 1, 2, 0)]' in str(in_w)
 
 
-@pytest.mark.parametrize('fields', [
+def _tiny_refinenet(name):
+  from models import ncsn
+  from tests.test_models import make_config
+  model = {'ncsn': ncsn.NCSN, 'ncsnv2_64': ncsn.NCSNv2_64}[name]
+  return make_config(model.tiny_config_overrides())
+
+
+@pytest.mark.parametrize('model_config', [
     # DDPM++-like: BigGAN blocks with nearest resampling (upsample_conv's phase convs), NIN skips.
     dict(resblock_type='biggan', fir=False, progressive='none', progressive_input='none'),
     # NCSN++-like: FIR resampling with convs (Conv2dResample), progressive paths (conv1x1 Combine).
     dict(resblock_type='biggan', fir=True, resamp_with_conv=True, progressive='output_skip',
          progressive_input='residual', progressive_combine='sum'),
+    # RefineNets: undilated and dilated convs, CRP's residual chains (max / mean pools).
+    # NCSN v1 (CondInstanceNorm++ throughout) compiles for 30 s: slow.
+    'ncsnv2_64', pytest.param('ncsn', marks=pytest.mark.slow),
 ])
-def test_network_gradients_equal_those_of_plain_lax_ops(fields):
+def test_network_gradients_equal_those_of_plain_lax_ops(model_config):
   # The whole network wired with weight_grad against the same network traced with plain
   # lax ops (weight_grad.plain_lax_ops), same parameters and inputs: the loss and every
   # parameter's gradient agree. GroupNorm computes in float32, so the two sides differ by
@@ -129,8 +139,12 @@ def test_network_gradients_equal_those_of_plain_lax_ops(fields):
   # differ by O(1). Tolerance 1e-4 of each gradient's largest entry.
   from models import create_model
   from tests.test_models import images, random_params, tiny_ncsnpp
-  model = create_model(tiny_ncsnpp(dropout=0., init_scale=1., **fields))
-  x, labels = images(batch=3), jnp.array([0.1, 0.5, 2.])
+  if isinstance(model_config, str):
+    model = create_model(_tiny_refinenet(model_config))
+    x, labels = images(batch=3), jnp.array([0, 4, 9])   # noise-level indices, L = 10
+  else:
+    model = create_model(tiny_ncsnpp(dropout=0., init_scale=1., **model_config))
+    x, labels = images(batch=3), jnp.array([0.1, 0.5, 2.])
   params = random_params(model, x, labels)
   def loss(p):   # a new function object per side: JAX caches traces per function
     return jnp.mean(jnp.square(model.apply(p, x, labels, train=True) - x))
