@@ -49,7 +49,7 @@ def ema_update(ema_params: Any, params: Any, step: Array, ema_rate: float,
 # itself (training.network_parts = 0): 16 images of 32x32x3. On the 2-core CPU the nf-32
 # DDPM++ / NCSN++ steps at batch 64 ran 1.19x / 1.11x faster in parts of 16 than whole
 # (gradient accumulation in parts of 8, 16 or 32 was alike); the forward pass alone gains
-# nothing (docs/performance.md, "What changed: the train step's network in parts").
+# nothing (docs/performance_history.md, "What changed: the train step's network in parts").
 CPU_PART_VALUES = 16 * 32 * 32 * 3
 
 

@@ -133,7 +133,7 @@ def main():
   p.add_argument('--out', default=None, help='write the JSON here as well as to stdout')
   p.add_argument('--preload', default='',
                  help='a malloc library (e.g. libtcmalloc_minimal.so.4) put in LD_PRELOAD of '
-                      'both workers alike (docs/performance.md, "Memory allocator")')
+                      'both workers alike (docs/performance_history.md, allocators)')
   p.add_argument('--glibc_tunables', default='',
                  help='GLIBC_TUNABLES of both workers alike, e.g. glibc.malloc.hugetlb=1 '
                       '(docs/performance.md)')
