@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 
 from models import layers, weight_grad
-from models.pooling import separable_pool
 from models.normalization import CondInstanceNormPlus, InstanceNormPlus
+from models.pooling import separable_pool
 
 
 def _pytorch_uniform(fan_in_scale: float = 1.):
