@@ -13,7 +13,6 @@ The RefineNets' train steps are timed by `benchmarks/weight_grad.py --change poo
 Results: docs/performance.md.
 """
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -30,7 +29,7 @@ import numpy as np  # noqa: E402
 
 import io_utils  # noqa: E402
 from models import inception  # noqa: E402
-from models.pooling import separable_pool  # noqa: E402
+from models.pooling import one_window_pools, separable_pool  # noqa: E402
 
 # name -> (pool, input shape, window, strides, padding, kwargs)
 OPS = {
@@ -57,20 +56,6 @@ def ab(fns, args, windows, calls):
       jax.block_until_ready(out)
       times[name].append((time.perf_counter() - tic) / calls)
   return {name: float(np.median(t)) for name, t in times.items()}
-
-
-@contextlib.contextmanager
-def inception_pools_2d():
-  """Trace the FID Inception with its pools as single 2-D windows."""
-  saved = inception._avg_pool_3x3, inception._max_pool_3x3
-  inception._avg_pool_3x3 = lambda x: nn.avg_pool(
-      x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), count_include_pad=False)
-  inception._max_pool_3x3 = lambda x, stride=1, padding=((1, 1), (1, 1)): nn.max_pool(
-      x, (3, 3), strides=(stride, stride), padding=padding)
-  try:
-    yield
-  finally:
-    inception._avg_pool_3x3, inception._max_pool_3x3 = saved
 
 
 def main():
@@ -100,7 +85,7 @@ def main():
   x = jax.random.uniform(jax.random.PRNGKey(0), (args.inception_batch, 32, 32, 3))
   variables = jax.jit(model.init)(jax.random.PRNGKey(1), x[:1])
   two_1d = jax.jit(lambda v, x: model.apply(v, x))
-  with inception_pools_2d():
+  with one_window_pools():
     two_d = jax.jit(lambda v, x: model.apply(v, x)).lower(variables, x).compile()
   feats = {'2d': two_d(variables, x)[0], 'two_1d': two_1d(variables, x)[0]}
   rel = float(jnp.max(jnp.abs(feats['2d'] - feats['two_1d'])) / jnp.max(jnp.abs(feats['2d'])))

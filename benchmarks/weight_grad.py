@@ -22,7 +22,7 @@ differ only in the dropout mask's threefry layout (`layers.dropout` against flax
 `nn.Dropout` as is); with `--change materialize`, only in whether the residual sums go
 through `weight_grad.materialize`; `--change both` swaps all three ops of weight_grad.py.
 With `--change pooling` (RefineNets only), only in whether CRP's 5x5 pools run as one 2-D
-window or as two 1-D ones (refinenet_layers.pool_5x5). `--model ncsn` / `ncsnv2` (not rows
+window or as two 1-D ones (models/pooling.py). `--model ncsn` / `ncsnv2` (not rows
 of the side-by-side benchmark) are the CIFAR-10 RefineNets at nf 32 (benchmarks/
 train_step.py's small sweep entries), whose undilated convs and residual sums use the same
 ops. Results: docs/performance.md.
@@ -46,18 +46,8 @@ import numpy as np  # noqa: E402
 import io_utils  # noqa: E402
 import versus_reference  # noqa: E402
 import vs_reference_ours  # noqa: E402
-from models import layers, refinenet_layers, weight_grad  # noqa: E402
-
-
-@contextlib.contextmanager
-def pools_2d():
-  """Trace the RefineNets' CRP pooling as one 5x5 window (refinenet_layers.pool_5x5's 2-D form)."""
-  saved = refinenet_layers.pool_5x5
-  refinenet_layers.pool_5x5 = lambda pool, x: pool(x, (5, 5), strides=(1, 1), padding='SAME')
-  try:
-    yield
-  finally:
-    refinenet_layers.pool_5x5 = saved
+from models import layers, weight_grad  # noqa: E402
+from models.pooling import one_window_pools  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -104,7 +94,7 @@ def main():
            'dropout': flax_dropout,
            'materialize': lambda: weight_grad.plain_lax_ops(('materialize',)),
            'both': weight_grad.plain_lax_ops,
-           'pooling': pools_2d}[args.change]
+           'pooling': one_window_pools}[args.change]
   contexts = {args.change: contextlib.nullcontext, 'plain': plain}
   for name in args.order.replace('change', args.change).split(','):
     ctx = contexts[name]

@@ -14,11 +14,14 @@ faster (benchmarks/weight_grad.py --change pooling; docs/performance.md). The ma
 gradient goes to a window's largest entry in both forms; only between tied entries may
 the two pick differently, both valid subgradients.
 """
+import contextlib
 from typing import Callable, Sequence, Union
 
 import jax
 
 Padding = Union[str, Sequence[Sequence[int]]]
+
+_ONE_WINDOW = False   # set by `one_window_pools`, for A/B benchmarks
 
 
 def separable_pool(pool: Callable, x: jax.Array, window: Sequence[int],
@@ -33,9 +36,26 @@ def separable_pool(pool: Callable, x: jax.Array, window: Sequence[int],
     padding: 'SAME', 'VALID' or ((top, bottom), (left, right)).
   """
   (kh, kw), (sh, sw) = window, strides
+  if _ONE_WINDOW:
+    return pool(x, (kh, kw), strides=(sh, sw), padding=padding, **kwargs)
   if isinstance(padding, str):
     pad_h = pad_w = padding
   else:
     pad_h, pad_w = (tuple(padding[0]), (0, 0)), ((0, 0), tuple(padding[1]))
   x = pool(x, (kh, 1), strides=(sh, 1), padding=pad_h, **kwargs)
   return pool(x, (1, kw), strides=(1, sw), padding=pad_w, **kwargs)
+
+
+@contextlib.contextmanager
+def one_window_pools():
+  """Within this block, `separable_pool` traces the one 2-D window it replaces.
+
+  For A/B benchmarks (benchmarks/pooling.py, benchmarks/weight_grad.py --change pooling):
+  the switch is read at trace time, so trace (jit-lower) inside the block.
+  """
+  global _ONE_WINDOW
+  saved, _ONE_WINDOW = _ONE_WINDOW, True
+  try:
+    yield
+  finally:
+    _ONE_WINDOW = saved

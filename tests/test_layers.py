@@ -262,10 +262,16 @@ def test_pool_in_two_passes_equals_the_2d_pool(case):
                              rtol=0, atol=1e-6)
 
 
-def test_crp_pools_in_two_passes():
-  # The CRP blocks' pool is the separable one (what the benchmark's --change pooling swaps).
+def test_crp_pools_in_two_passes_and_the_benchmarks_switch():
+  # The CRP blocks' pool is the separable one; pooling.one_window_pools (what the benchmarks'
+  # A/B swaps) traces the single 5x5 window instead, and restores the two passes after.
   import flax.linen as nn
-  from models import refinenet_layers
+  from models import pooling, refinenet_layers
   x = jax.random.normal(jax.random.PRNGKey(5), (1, 6, 6, 2))
-  jaxpr = str(jax.make_jaxpr(lambda x: refinenet_layers.pool_5x5(nn.max_pool, x))(x))
-  assert jaxpr.count('reduce_window_max') == 2 and 'window_dimensions=(1, 5, 1, 1)' in jaxpr
+  jaxpr = lambda: str(jax.make_jaxpr(lambda x: refinenet_layers.pool_5x5(nn.max_pool, x))(x))  # noqa: E731
+  two = jaxpr()
+  assert two.count('reduce_window_max') == 2 and 'window_dimensions=(1, 5, 1, 1)' in two
+  with pooling.one_window_pools():
+    one = jaxpr()
+  assert one.count('reduce_window_max') == 1 and 'window_dimensions=(1, 5, 5, 1)' in one
+  assert jaxpr() == two
